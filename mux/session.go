@@ -1,0 +1,453 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xtaci/smux"
+)
+
+// Errors a session reports. Callers match them with errors.Is.
+var (
+	// ErrSessionClosed is returned by calls on a session that has ended.
+	ErrSessionClosed = errors.New("tunnel session closed")
+	// ErrTunnelClosed replaces io.EOF from the tunnel connection, so that the
+	// end of a tunnel is never mistaken for a stream's clean end of data.
+	ErrTunnelClosed = errors.New("tunnel connection closed")
+	// ErrProtocol marks a peer that broke the protocol; the session is closed.
+	ErrProtocol = errors.New("tunnel protocol violation")
+	// ErrPeerReset is the reason of a stream aborted by the other side.
+	ErrPeerReset = errors.New("stream reset by peer")
+)
+
+// OpenError is returned by Open when the agent answered with anything but ok.
+type OpenError struct {
+	Reply Reply
+}
+
+func (e *OpenError) Error() string {
+	if e.Reply.Message == "" {
+		return "agent refused stream: " + e.Reply.Code.String()
+	}
+	return fmt.Sprintf("agent refused stream: %s: %s", e.Reply.Code, e.Reply.Message)
+}
+
+// Session is one tunnel's smux session with its control stream. It is safe
+// for concurrent use. The session owns the tunnel connection: Close (or the
+// end of the tunnel) closes it, ends every stream and waits for the
+// session's goroutines.
+type Session struct {
+	set       Settings
+	conn      net.Conn
+	sm        *smux.Session
+	ctrl      *smux.Stream
+	onMessage func(Message)
+
+	wmu sync.Mutex // serialises control writes
+
+	mu      sync.Mutex
+	streams map[uint32]*Stream
+	pings   map[uint64]time.Time
+	seq     uint64
+	err     error
+
+	rtt       atomic.Int64
+	draining  atomic.Bool // peer sent drain (seen by the gateway)
+	goaway    atomic.Bool // peer sent goaway (seen by the agent)
+	closeOnce sync.Once
+	done      chan struct{}
+	wg        sync.WaitGroup
+}
+
+// Gateway starts the gateway's end of a session over conn: it opens the
+// control stream, sends hello and waits for the agent's info message. onMessage
+// receives the control messages the session does not handle itself (drain and
+// later info); it is called from the session's goroutine and must not block.
+// On error conn is closed.
+func Gateway(ctx context.Context, conn net.Conn, set Settings, hello Message, onMessage func(Message)) (*Session, Message, error) {
+	if err := set.Validate(); err != nil {
+		conn.Close()
+		return nil, Message{}, err
+	}
+	conn = noEOF{conn}
+	sm, err := smux.Client(conn, set.smux())
+	if err != nil {
+		conn.Close()
+		return nil, Message{}, fmt.Errorf("start smux client: %w", err)
+	}
+	fail := func(err error) (*Session, Message, error) {
+		sm.Close()
+		conn.Close()
+		return nil, Message{}, err
+	}
+	ctrl, err := sm.OpenStream()
+	if err != nil {
+		return fail(fmt.Errorf("open control stream: %w", err))
+	}
+	stop := handshakeDeadline(ctx, ctrl, set.HandshakeTimeout)
+	defer stop()
+	hello.Type = TypeHello
+	if err := writeControl(ctrl, nil, hello); err != nil {
+		return fail(fmt.Errorf("send hello: %w", err))
+	}
+	info, err := ReadControl(ctrl)
+	if err != nil {
+		return fail(fmt.Errorf("read agent info: %w", err))
+	}
+	if info.Type != TypeInfo {
+		return fail(fmt.Errorf("%w: first agent message is %q, want info", ErrProtocol, info.Type))
+	}
+	ctrl.SetDeadline(time.Time{})
+	s := newSession(set, conn, sm, ctrl, onMessage)
+	s.wg.Add(1)
+	go s.rejectAgentStreams()
+	return s, info, nil
+}
+
+// Agent starts the agent's end of a session over conn: it accepts the
+// control stream, reads hello and answers with info. onMessage receives
+// goaway and any message the session does not handle itself; it must not
+// block. On error conn is closed.
+func Agent(ctx context.Context, conn net.Conn, set Settings, info Message, onMessage func(Message)) (*Session, Message, error) {
+	if err := set.Validate(); err != nil {
+		conn.Close()
+		return nil, Message{}, err
+	}
+	conn = noEOF{conn}
+	sm, err := smux.Server(conn, set.smux())
+	if err != nil {
+		conn.Close()
+		return nil, Message{}, fmt.Errorf("start smux server: %w", err)
+	}
+	fail := func(err error) (*Session, Message, error) {
+		sm.Close()
+		conn.Close()
+		return nil, Message{}, err
+	}
+	deadline := time.Now().Add(set.HandshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	sm.SetDeadline(deadline)
+	ctrl, err := sm.AcceptStream()
+	if err != nil {
+		return fail(fmt.Errorf("accept control stream: %w", err))
+	}
+	sm.SetDeadline(time.Time{})
+	stop := handshakeDeadline(ctx, ctrl, set.HandshakeTimeout)
+	defer stop()
+	hello, err := ReadControl(ctrl)
+	if err != nil {
+		return fail(fmt.Errorf("read gateway hello: %w", err))
+	}
+	if hello.Type != TypeHello {
+		return fail(fmt.Errorf("%w: first gateway message is %q, want hello", ErrProtocol, hello.Type))
+	}
+	info.Type = TypeInfo
+	if err := writeControl(ctrl, nil, info); err != nil {
+		return fail(fmt.Errorf("send info: %w", err))
+	}
+	ctrl.SetDeadline(time.Time{})
+	return newSession(set, conn, sm, ctrl, onMessage), hello, nil
+}
+
+func newSession(set Settings, conn net.Conn, sm *smux.Session, ctrl *smux.Stream, onMessage func(Message)) *Session {
+	if onMessage == nil {
+		onMessage = func(Message) {}
+	}
+	s := &Session{
+		set:       set,
+		conn:      conn,
+		sm:        sm,
+		ctrl:      ctrl,
+		onMessage: onMessage,
+		streams:   make(map[uint32]*Stream),
+		pings:     make(map[uint64]time.Time),
+		done:      make(chan struct{}),
+	}
+	s.wg.Add(3)
+	go s.readControl()
+	go s.ping()
+	go s.watch()
+	return s
+}
+
+// handshakeDeadline bounds the reads and writes on st by timeout and by ctx.
+func handshakeDeadline(ctx context.Context, st *smux.Stream, timeout time.Duration) (stop func() bool) {
+	st.SetDeadline(time.Now().Add(timeout))
+	return context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
+}
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err says why the session ended; nil while it is open.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// RTT is the last round trip measured on the control stream, 0 before the
+// first pong.
+func (s *Session) RTT() time.Duration { return time.Duration(s.rtt.Load()) }
+
+// PeerDraining reports whether the agent has asked for no new streams.
+func (s *Session) PeerDraining() bool { return s.draining.Load() }
+
+// GoingAway reports whether the gateway has announced it is shutting down.
+func (s *Session) GoingAway() bool { return s.goaway.Load() }
+
+// NumStreams is the number of open data streams.
+func (s *Session) NumStreams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.streams)
+}
+
+// Send writes a control message (drain, goaway) to the peer.
+func (s *Session) Send(m Message) error {
+	select {
+	case <-s.done:
+		return ErrSessionClosed
+	default:
+	}
+	if err := writeControl(s.ctrl, &s.wmu, m); err != nil {
+		s.shutdown(fmt.Errorf("write control message: %w", err))
+		return ErrSessionClosed
+	}
+	return nil
+}
+
+// Close ends the session and every stream on it, closes the tunnel
+// connection, and returns once the session's goroutines have exited.
+func (s *Session) Close() error {
+	s.shutdown(ErrSessionClosed)
+	s.wg.Wait()
+	return nil
+}
+
+// shutdown ends the session without waiting; safe from the session's own
+// goroutines.
+func (s *Session) shutdown(why error) {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.err = why
+		s.mu.Unlock()
+		close(s.done)
+		s.sm.Close()
+		s.conn.Close()
+	})
+}
+
+// Open opens a data stream to target (gateway side): it sends the open
+// request and waits for the agent's reply, bounded by ctx and the handshake
+// timeout. A reply other than ok gives an *OpenError.
+func (s *Session) Open(ctx context.Context, req OpenRequest) (*Stream, error) {
+	buf, err := req.Append(make([]byte, 0, 4+len(req.Target)+len(req.ConnID)))
+	if err != nil {
+		return nil, err
+	}
+	sst, err := s.sm.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("open stream: %w", ErrSessionClosed)
+	}
+	st := s.register(sst)
+	stop := handshakeDeadline(ctx, sst, s.set.HandshakeTimeout)
+	defer stop()
+	if _, err := sst.Write(buf); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("send open request: %w", s.streamErr(err))
+	}
+	reply, err := ReadReply(sst)
+	if err != nil {
+		st.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("wait for open reply: %w", ctx.Err())
+		}
+		return nil, fmt.Errorf("read open reply: %w", s.streamErr(err))
+	}
+	if !stop() {
+		st.Close()
+		return nil, fmt.Errorf("wait for open reply: %w", ctx.Err())
+	}
+	sst.SetDeadline(time.Time{})
+	if reply.Code != CodeOK {
+		st.Close()
+		return nil, &OpenError{Reply: reply}
+	}
+	return st, nil
+}
+
+// Accept waits for the next data stream (agent side). The caller reads the
+// open request with Stream.ReadRequest and answers with Stream.Reply.
+func (s *Session) Accept(ctx context.Context) (*Stream, error) {
+	stop := context.AfterFunc(ctx, func() { s.sm.SetDeadline(time.Now()) })
+	defer stop()
+	sst, err := s.sm.AcceptStream()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, ErrSessionClosed
+	}
+	return s.register(sst), nil
+}
+
+func (s *Session) streamErr(err error) error {
+	select {
+	case <-s.done:
+		return ErrSessionClosed
+	default:
+	}
+	if errors.Is(err, smux.ErrTimeout) {
+		return fmt.Errorf("no answer from agent within %s: %w", s.set.HandshakeTimeout, context.DeadlineExceeded)
+	}
+	return err
+}
+
+func (s *Session) register(sst *smux.Stream) *Stream {
+	st := &Stream{
+		Stream:    sst,
+		sess:      s,
+		peerReset: make(chan struct{}),
+		acked:     make(chan struct{}),
+	}
+	s.mu.Lock()
+	s.streams[sst.ID()] = st
+	s.mu.Unlock()
+	return st
+}
+
+func (s *Session) lookup(id uint32) *Stream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streams[id]
+}
+
+func (s *Session) unregister(st *Stream) {
+	s.mu.Lock()
+	if s.streams[st.ID()] == st {
+		delete(s.streams, st.ID())
+	}
+	s.mu.Unlock()
+}
+
+// readControl handles the control stream until the session ends.
+func (s *Session) readControl() {
+	defer s.wg.Done()
+	for {
+		m, err := ReadControl(s.ctrl)
+		if err != nil {
+			s.shutdown(fmt.Errorf("control stream: %w", err))
+			return
+		}
+		switch m.Type {
+		case TypePing:
+			s.Send(Message{Type: TypePong, Seq: m.Seq})
+		case TypePong:
+			s.mu.Lock()
+			sent, ok := s.pings[m.Seq]
+			delete(s.pings, m.Seq)
+			s.mu.Unlock()
+			if ok {
+				s.rtt.Store(int64(time.Since(sent)))
+			}
+		case TypeReset:
+			if st := s.lookup(m.Stream); st != nil {
+				st.peerResetOnce.Do(func() { close(st.peerReset) })
+			}
+			s.Send(Message{Type: TypeResetAck, Stream: m.Stream})
+		case TypeResetAck:
+			if st := s.lookup(m.Stream); st != nil {
+				st.ackOnce.Do(func() { close(st.acked) })
+			}
+		case TypeDrain:
+			s.draining.Store(true)
+			s.onMessage(m)
+		case TypeGoaway:
+			s.goaway.Store(true)
+			s.onMessage(m)
+		default:
+			s.onMessage(m)
+		}
+	}
+}
+
+// ping measures the round trip on the control stream every keepalive
+// interval.
+func (s *Session) ping() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.set.KeepaliveInterval)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		s.seq++
+		seq := s.seq
+		s.pings[seq] = time.Now()
+		delete(s.pings, seq-4) // an unanswered ping is forgotten after a few intervals
+		s.mu.Unlock()
+		if s.Send(Message{Type: TypePing, Seq: seq}) != nil {
+			return
+		}
+		select {
+		case <-t.C:
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// watch ends the session when smux does (keepalive timeout, I/O error).
+func (s *Session) watch() {
+	defer s.wg.Done()
+	select {
+	case <-s.sm.CloseChan():
+		s.shutdown(fmt.Errorf("%w: no keepalive or I/O error", ErrTunnelClosed))
+	case <-s.done:
+	}
+}
+
+// rejectAgentStreams closes the session if the agent opens a stream: only
+// the gateway may.
+func (s *Session) rejectAgentStreams() {
+	defer s.wg.Done()
+	sst, err := s.sm.AcceptStream()
+	if err != nil {
+		return
+	}
+	sst.Close()
+	s.shutdown(fmt.Errorf("%w: agent opened a stream", ErrProtocol))
+}
+
+func writeControl(w io.Writer, mu *sync.Mutex, m Message) error {
+	b, err := AppendControl(nil, m)
+	if err != nil {
+		return err
+	}
+	if mu != nil {
+		mu.Lock()
+		defer mu.Unlock()
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// noEOF keeps a tunnel's end from looking like a stream's clean end: smux
+// hands the connection's read error to every stream, and io.EOF there would
+// read as a FIN.
+type noEOF struct{ net.Conn }
+
+func (c noEOF) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if errors.Is(err, io.EOF) {
+		err = ErrTunnelClosed
+	}
+	return n, err
+}

@@ -1,0 +1,449 @@
+package mux
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// transports are the byte streams sessions are tested over.
+var transports = map[string]func(t *testing.T) (gw, ag net.Conn){
+	"pipe": func(t *testing.T) (net.Conn, net.Conn) { return net.Pipe() },
+	"tcp":  tcpPair,
+	"wss":  wssPair,
+}
+
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		ch <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return <-ch, c
+}
+
+// wssPair is a WebSocket over real TLS, as the tunnel uses.
+func wssPair(t *testing.T) (net.Conn, net.Conn) {
+	ch := make(chan net.Conn, 1)
+	done := make(chan struct{})
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		ch <- websocket.NetConn(context.Background(), c, websocket.MessageBinary)
+		<-done
+	}))
+	t.Cleanup(func() {
+		close(done)
+		srv.Close()
+	})
+	c, _, err := websocket.Dial(context.Background(), "wss"+srv.URL[5:], &websocket.DialOptions{HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return <-ch, websocket.NetConn(context.Background(), c, websocket.MessageBinary)
+}
+
+func testSettings() Settings {
+	s := DefaultSettings()
+	s.KeepaliveInterval = 200 * time.Millisecond
+	s.KeepaliveTimeout = 2 * time.Second
+	s.HandshakeTimeout = 2 * time.Second
+	return s
+}
+
+// sessionPair starts both ends of a session over the named transport.
+func sessionPair(t *testing.T, transport string) (gw, ag *Session) {
+	t.Helper()
+	gc, ac := transports[transport](t)
+	ctx := context.Background()
+	type res struct {
+		s   *Session
+		m   Message
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, m, err := Agent(ctx, ac, testSettings(), Message{Version: "test", Instance: "i1"}, nil)
+		ch <- res{s, m, err}
+	}()
+	gw, info, err := Gateway(ctx, gc, testSettings(), Message{SessionID: "s-1", Node: "gw1"}, nil)
+	if err != nil {
+		t.Fatalf("gateway session: %v", err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatalf("agent session: %v", r.err)
+	}
+	if info.Instance != "i1" || r.m.Node != "gw1" || r.m.SessionID != "s-1" {
+		t.Fatalf("handshake: info %+v hello %+v", info, r.m)
+	}
+	t.Cleanup(func() {
+		gw.Close()
+		r.s.Close()
+	})
+	return gw, r.s
+}
+
+// serveAgent answers every stream on ag with handle after an ok reply.
+func serveAgent(t *testing.T, ag *Session, handle func(st *Stream)) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			st, err := ag.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := st.ReadRequest(); err != nil {
+					st.Close()
+					return
+				}
+				st.Reply(Reply{Code: CodeOK})
+				handle(st)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ag.Close()
+		wg.Wait()
+	})
+	return &wg
+}
+
+func forEachTransport(t *testing.T, f func(t *testing.T, transport string)) {
+	for name := range transports {
+		t.Run(name, func(t *testing.T) {
+			f(t, name)
+		})
+	}
+}
+
+// TestHalfCloseEcho: the gateway sends data and half-closes; the agent
+// echoes it after reading EOF; the gateway reads every byte back.
+func TestHalfCloseEcho(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, transport string) {
+		gw, ag := sessionPair(t, transport)
+		serveAgent(t, ag, func(st *Stream) {
+			data, err := io.ReadAll(st)
+			if err != nil {
+				st.Abort()
+				return
+			}
+			st.Write(data)
+			st.CloseWrite()
+			io.Copy(io.Discard, st)
+			st.Close()
+		})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, err := gw.Open(context.Background(), OpenRequest{Target: "echo:1"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				payload := make([]byte, 1<<20)
+				rand.Read(payload)
+				go func() {
+					st.Write(payload)
+					st.CloseWrite()
+				}()
+				got, err := io.ReadAll(st)
+				st.Close()
+				if err != nil || sha256.Sum256(got) != sha256.Sum256(payload) {
+					t.Errorf("echo: %d bytes, err %v", len(got), err)
+				}
+			}()
+		}
+		wg.Wait()
+	})
+}
+
+func TestOpenRefused(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, transport string) {
+		gw, ag := sessionPair(t, transport)
+		go func() {
+			for {
+				st, err := ag.Accept(context.Background())
+				if err != nil {
+					return
+				}
+				st.ReadRequest()
+				st.Reply(Reply{Code: CodeDenied, Message: "no rule admits x:1"})
+				st.Close()
+			}
+		}()
+		_, err := gw.Open(context.Background(), OpenRequest{Target: "x:1"})
+		var oe *OpenError
+		if !errors.As(err, &oe) || oe.Reply.Code != CodeDenied || oe.Reply.Message != "no rule admits x:1" {
+			t.Fatalf("got %v, want denied OpenError", err)
+		}
+		if n := gw.NumStreams(); n != 0 {
+			t.Fatalf("refused stream still registered: %d", n)
+		}
+	})
+}
+
+func TestOpenTimesOutWithoutReply(t *testing.T) {
+	gw, ag := sessionPair(t, "tcp")
+	serveAgentNoReply := func() {
+		for {
+			st, err := ag.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			defer st.Close()
+		}
+	}
+	go serveAgentNoReply()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := gw.Open(ctx, OpenRequest{Target: "slow:1"})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want deadline exceeded", err)
+	}
+}
+
+// TestAgentOpenedStreamClosesSession: only the gateway may open streams.
+func TestAgentOpenedStreamClosesSession(t *testing.T) {
+	gc, ac := tcpPair(t)
+	go func() {
+		// A rogue agent: answers the handshake, then opens a stream itself.
+		sm, _, _ := Agent(context.Background(), ac, testSettings(), Message{}, nil)
+		if sm != nil {
+			sm.sm.OpenStream()
+			<-sm.Done()
+			sm.Close()
+		}
+	}()
+	gw, _, err := Gateway(context.Background(), gc, testSettings(), Message{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	select {
+	case <-gw.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("session not closed after the agent opened a stream")
+	}
+	if !errors.Is(gw.Err(), ErrProtocol) {
+		t.Fatalf("err %v, want ErrProtocol", gw.Err())
+	}
+}
+
+// TestKeepaliveTimeout: a peer that goes silent is noticed.
+func TestKeepaliveTimeout(t *testing.T) {
+	gc, ac := tcpPair(t)
+	go func() {
+		// Completes the handshake by hand, then never answers again.
+		set := testSettings()
+		s, _, err := Agent(context.Background(), ac, set, Message{}, nil)
+		if err == nil {
+			s.sm.SetDeadline(time.Time{})
+			s.conn.(noEOF).Conn.(*net.TCPConn).CloseRead()
+			<-s.Done()
+			s.Close()
+		}
+	}()
+	gw, _, err := Gateway(context.Background(), gc, testSettings(), Message{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	select {
+	case <-gw.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("dead peer not noticed")
+	}
+}
+
+// pipeHarness runs Pipe on both sides: client ⇄ [gateway Pipe] ⇄ tunnel ⇄
+// [agent Pipe] ⇄ target, with real TCP at both ends.
+type pipeHarness struct {
+	client, target *net.TCPConn
+	gwRes, agRes   chan PipeResult
+	gw, ag         *Session
+}
+
+func newPipeHarness(t *testing.T, transport string) *pipeHarness {
+	gw, ag := sessionPair(t, transport)
+	h := &pipeHarness{gw: gw, ag: ag, gwRes: make(chan PipeResult, 1), agRes: make(chan PipeResult, 1)}
+	cliA, cliB := tcpPair(t)
+	tgtA, tgtB := tcpPair(t)
+	h.client, h.target = cliB.(*net.TCPConn), tgtA.(*net.TCPConn)
+	t.Cleanup(func() { h.client.Close(); h.target.Close() })
+	go func() {
+		st, err := ag.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		st.ReadRequest()
+		st.Reply(Reply{Code: CodeOK})
+		h.agRes <- Pipe(context.Background(), tgtB.(*net.TCPConn), st)
+	}()
+	st, err := gw.Open(context.Background(), OpenRequest{Target: "t:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { h.gwRes <- Pipe(context.Background(), cliA.(*net.TCPConn), st) }()
+	return h
+}
+
+func TestPipeHalfClose(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, transport string) {
+		h := newPipeHarness(t, transport)
+		h.client.Write([]byte("request"))
+		h.client.CloseWrite()
+		got, err := io.ReadAll(h.target)
+		if err != nil || string(got) != "request" {
+			t.Fatalf("target read %q, %v; want the request then EOF", got, err)
+		}
+		h.target.Write([]byte("answer after the client's FIN"))
+		h.target.CloseWrite()
+		got, err = io.ReadAll(h.client)
+		if err != nil || string(got) != "answer after the client's FIN" {
+			t.Fatalf("client read %q, %v", got, err)
+		}
+		if r := <-h.gwRes; r.Aborted || r.ToStream != 7 || r.FromStream != 29 {
+			t.Fatalf("gateway pipe result %+v", r)
+		}
+		if r := <-h.agRes; r.Aborted {
+			t.Fatalf("agent pipe result %+v", r)
+		}
+	})
+}
+
+// TestPipeTargetResetReachesClient: a reset on the target's side is a reset
+// on the client's side, never a clean end of data.
+func TestPipeTargetResetReachesClient(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, transport string) {
+		h := newPipeHarness(t, transport)
+		h.target.Write([]byte("partial"))
+		buf := make([]byte, 7)
+		if _, err := io.ReadFull(h.client, buf); err != nil {
+			t.Fatal(err)
+		}
+		Reset(h.target)
+		_, err := io.ReadAll(h.client)
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("client got %v, want connection reset", err)
+		}
+		if r := <-h.agRes; !r.Aborted {
+			t.Fatalf("agent pipe not aborted: %+v", r)
+		}
+		if r := <-h.gwRes; !r.Aborted || !errors.Is(r.Err, ErrPeerReset) {
+			t.Fatalf("gateway pipe: %+v, want aborted by peer reset", r)
+		}
+	})
+}
+
+func TestPipeClientResetReachesTarget(t *testing.T) {
+	h := newPipeHarness(t, "tcp")
+	h.client.Write([]byte("x"))
+	buf := make([]byte, 1)
+	io.ReadFull(h.target, buf)
+	Reset(h.client)
+	if _, err := io.ReadAll(h.target); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("target got %v, want connection reset", err)
+	}
+	<-h.gwRes
+	<-h.agRes
+}
+
+// TestTunnelDeathResetsBothEnds: when the tunnel dies mid-transfer the client
+// and the target see a reset, not a clean FIN.
+func TestTunnelDeathResetsBothEnds(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, transport string) {
+		h := newPipeHarness(t, transport)
+		h.target.Write(bytes.Repeat([]byte("x"), 1000))
+		buf := make([]byte, 1000)
+		if _, err := io.ReadFull(h.client, buf); err != nil {
+			t.Fatal(err)
+		}
+		h.gw.conn.Close() // the tunnel's connection dies under the session
+		if _, err := io.ReadAll(h.client); !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("client got %v, want connection reset", err)
+		}
+		if _, err := io.ReadAll(h.target); !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("target got %v, want connection reset", err)
+		}
+		if r := <-h.gwRes; !r.Aborted {
+			t.Fatalf("gateway pipe: %+v", r)
+		}
+		<-h.agRes
+	})
+}
+
+func TestRTTMeasured(t *testing.T) {
+	gw, ag := sessionPair(t, "tcp")
+	deadline := time.Now().Add(5 * time.Second)
+	for (gw.RTT() == 0 || ag.RTT() == 0) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if gw.RTT() <= 0 || ag.RTT() <= 0 {
+		t.Fatalf("rtt not measured: gateway %v agent %v", gw.RTT(), ag.RTT())
+	}
+}
+
+func TestDrainAndGoaway(t *testing.T) {
+	gc, ac := tcpPair(t)
+	got := make(chan Message, 1)
+	ch := make(chan *Session, 1)
+	go func() {
+		s, _, _ := Agent(context.Background(), ac, testSettings(), Message{}, func(m Message) { got <- m })
+		ch <- s
+	}()
+	gw, _, err := Gateway(context.Background(), gc, testSettings(), Message{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := <-ch
+	defer gw.Close()
+	defer ag.Close()
+	gw.Send(Message{Type: TypeGoaway, Reason: "bye"})
+	if m := <-got; m.Type != TypeGoaway || !ag.GoingAway() {
+		t.Fatalf("agent got %+v", m)
+	}
+	ag.Send(Message{Type: TypeDrain})
+	deadline := time.Now().Add(5 * time.Second)
+	for !gw.PeerDraining() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !gw.PeerDraining() {
+		t.Fatal("gateway did not see drain")
+	}
+}

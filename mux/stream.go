@@ -1,0 +1,78 @@
+package mux
+
+import (
+	"sync"
+	"time"
+
+	"github.com/xtaci/smux"
+)
+
+// Stream is one data stream: one proxied connection. Read, Write and
+// CloseWrite come from smux (CloseWrite is a half-close: the peer reads EOF
+// and may go on writing). A Stream must be ended with Close (a clean end) or
+// Abort (the peer resets its side); Pipe does one or the other.
+type Stream struct {
+	*smux.Stream
+	sess *Session
+
+	peerReset     chan struct{} // closed when the peer asked for a reset
+	peerResetOnce sync.Once
+	acked         chan struct{} // closed when the peer acknowledged our reset
+	ackOnce       sync.Once
+	closeOnce     sync.Once
+}
+
+// ReadRequest reads the open request at the start of a stream (agent side),
+// waiting at most the session's handshake timeout.
+func (st *Stream) ReadRequest() (OpenRequest, error) {
+	st.SetReadDeadline(time.Now().Add(st.sess.set.HandshakeTimeout))
+	defer st.SetReadDeadline(time.Time{})
+	return ReadOpenRequest(st.Stream)
+}
+
+// Reply writes the answer to the open request (agent side).
+func (st *Stream) Reply(r Reply) error {
+	st.SetWriteDeadline(time.Now().Add(st.sess.set.HandshakeTimeout))
+	defer st.SetWriteDeadline(time.Time{})
+	_, err := st.Write(r.Append(make([]byte, 0, 4+len(r.Message))))
+	return err
+}
+
+// PeerReset is closed when the other side has aborted the stream.
+func (st *Stream) PeerReset() <-chan struct{} { return st.peerReset }
+
+// Session is the session the stream belongs to.
+func (st *Stream) Session() *Session { return st.sess }
+
+// Close ends the stream cleanly (a FIN in each direction not yet closed).
+func (st *Stream) Close() error {
+	var err error
+	st.closeOnce.Do(func() {
+		st.sess.unregister(st)
+		err = st.Stream.Close()
+	})
+	return err
+}
+
+// Abort ends the stream so that the peer resets its end of the proxied
+// connection instead of seeing a clean end. Unless the peer started the
+// reset, Abort tells it on the control stream and waits (at most the
+// handshake timeout) for its acknowledgement before closing, so the peer
+// never reads the close as a clean end of data.
+func (st *Stream) Abort() {
+	select {
+	case <-st.peerReset:
+	default:
+		if st.sess.Send(Message{Type: TypeReset, Stream: st.ID()}) == nil {
+			t := time.NewTimer(st.sess.set.HandshakeTimeout)
+			select {
+			case <-st.acked:
+			case <-st.peerReset:
+			case <-st.sess.done:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	st.Close()
+}
