@@ -1,0 +1,255 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Handshake headers sent by the agent.
+const (
+	HeaderVersion  = "Ferry-Agent-Version"
+	HeaderInstance = "Ferry-Agent-Instance"
+	HeaderHostname = "Ferry-Agent-Hostname"
+)
+
+// DialConfig configures a Dialer. Zero values take the documented defaults.
+type DialConfig struct {
+	// URL is the gateway's tunnel endpoint, wss://host[:port]/v1/tunnel.
+	URL string
+	// Token returns the agent token for each attempt, so that a rotated
+	// token written to the token file is picked up without a restart.
+	Token func() (string, error)
+	// Version, Instance and Hostname identify the agent in the handshake.
+	Version, Instance, Hostname string
+	// CAFile adds PEM roots to the system pool for the gateway certificate.
+	CAFile string
+	// Proxy is an explicit HTTP proxy URL; empty means HTTPS_PROXY/NO_PROXY
+	// from the environment.
+	Proxy string
+	// AllowedIPs, when not empty, are the only gateway addresses the agent
+	// connects to, also through a proxy.
+	AllowedIPs []netip.Prefix
+	// HandshakeTimeout bounds TCP, proxy, TLS and WebSocket set-up. Default 15s.
+	HandshakeTimeout time.Duration
+	// Resolver looks the gateway name up; nil means net.DefaultResolver.
+	Resolver *net.Resolver
+}
+
+// Dialer opens tunnels to one gateway. It is safe for concurrent use.
+type Dialer struct {
+	cfg      DialConfig
+	base     *url.URL // the configured URL
+	host     string   // gateway host name, the TLS server name
+	port     string
+	tls      *tls.Config
+	proxyURL *url.URL // nil: direct
+	resolver *net.Resolver
+}
+
+// NewDialer checks cfg and prepares TLS and proxy settings.
+func NewDialer(cfg DialConfig) (*Dialer, error) {
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 15 * time.Second
+	}
+	if cfg.Token == nil {
+		return nil, errors.New("tunnel dialer: no token source")
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("gateway url: %w", err)
+	}
+	if u.Scheme != "wss" {
+		return nil, fmt.Errorf("gateway url %q: scheme must be wss", cfg.URL)
+	}
+	d := &Dialer{cfg: cfg, base: u, host: u.Hostname(), port: u.Port(), resolver: cfg.Resolver}
+	if d.port == "" {
+		d.port = "443"
+	}
+	if d.resolver == nil {
+		d.resolver = net.DefaultResolver
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read ca_file: %w", err)
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificate found", cfg.CAFile)
+		}
+	}
+	d.tls = &tls.Config{ServerName: d.host, RootCAs: roots, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if cfg.Proxy != "" {
+		p, err := url.Parse(cfg.Proxy)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return nil, fmt.Errorf("proxy %q: want http://[user:pass@]host:port", redactURL(cfg.Proxy))
+		}
+		d.proxyURL = p
+	} else {
+		// Ask the environment about the gateway's own name, so that NO_PROXY
+		// entries naming it apply although we connect to an IP.
+		req := &http.Request{URL: &url.URL{Scheme: "https", Host: net.JoinHostPort(d.host, d.port)}}
+		p, err := http.ProxyFromEnvironment(req)
+		if err != nil {
+			return nil, fmt.Errorf("proxy from environment: %w", err)
+		}
+		d.proxyURL = p
+	}
+	return d, nil
+}
+
+// Host is the gateway host name from the URL.
+func (d *Dialer) Host() string { return d.host }
+
+// Port is the gateway port (443 unless the URL says otherwise).
+func (d *Dialer) Port() string { return d.port }
+
+// ProxyURL is the proxy tunnels go through, nil when direct. Its password
+// is not redacted: do not log it, use Redacted.
+func (d *Dialer) ProxyURL() *url.URL { return d.proxyURL }
+
+// Resolve returns the gateway's addresses that allowed_ips permits, in the
+// resolver's order without duplicates.
+func (d *Dialer) Resolve(ctx context.Context) ([]netip.Addr, error) {
+	var all []netip.Addr
+	if ip, err := netip.ParseAddr(d.host); err == nil {
+		all = []netip.Addr{ip.Unmap()}
+	} else {
+		addrs, err := d.resolver.LookupNetIP(ctx, "ip", d.host)
+		if err != nil {
+			return nil, fmt.Errorf("resolve gateway %s: %w", d.host, err)
+		}
+		for _, a := range addrs {
+			if a = a.Unmap(); !slices.Contains(all, a) {
+				all = append(all, a)
+			}
+		}
+	}
+	if len(d.cfg.AllowedIPs) == 0 {
+		return all, nil
+	}
+	var ok []netip.Addr
+	for _, a := range all {
+		if slices.ContainsFunc(d.cfg.AllowedIPs, func(p netip.Prefix) bool { return p.Contains(a) }) {
+			ok = append(ok, a)
+		}
+	}
+	if len(ok) == 0 {
+		return nil, fmt.Errorf("%w: gateway %s resolves to %v, none within allowed_ips %v: fix allowed_ips or the gateway's DNS", ErrNoGatewayIP, d.host, all, d.cfg.AllowedIPs)
+	}
+	return ok, nil
+}
+
+// Dial opens a tunnel to the gateway at ip and returns its byte stream.
+// ctx bounds the handshake; life bounds the returned connection (cancelling
+// it closes the tunnel).
+func (d *Dialer) Dial(ctx, life context.Context, ip netip.Addr) (net.Conn, error) {
+	if len(d.cfg.AllowedIPs) > 0 && !slices.ContainsFunc(d.cfg.AllowedIPs, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+		return nil, fmt.Errorf("%w: %s is outside allowed_ips", ErrNoGatewayIP, ip)
+	}
+	token, err := d.cfg.Token()
+	if err != nil {
+		return nil, err
+	}
+	target := net.JoinHostPort(ip.String(), d.port)
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
+	defer cancel()
+
+	dialer := &net.Dialer{Timeout: d.cfg.HandshakeTimeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			// Direct: only the chosen gateway address. Through a proxy: only
+			// the proxy, which is then asked to CONNECT to the chosen address.
+			if d.proxyURL == nil && addr != target {
+				return nil, fmt.Errorf("refusing to dial %s: not the chosen gateway address %s", addr, target)
+			}
+			return dialer.DialContext(ctx, network, addr)
+		},
+		TLSClientConfig:     d.tls,
+		TLSHandshakeTimeout: d.cfg.HandshakeTimeout,
+		DisableKeepAlives:   true,
+		ForceAttemptHTTP2:   false,
+	}
+	if d.proxyURL != nil {
+		tr.Proxy = http.ProxyURL(d.proxyURL)
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{
+		Transport: tr,
+		CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+			return fmt.Errorf("gateway redirected to %s: set gateway.url to the final address", req.URL.Redacted())
+		},
+	}
+	u := *d.base
+	u.Host = target
+	if u.Path == "" {
+		u.Path = "/v1/tunnel"
+	}
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+token)
+	h.Set(HeaderVersion, d.cfg.Version)
+	h.Set(HeaderInstance, d.cfg.Instance)
+	h.Set(HeaderHostname, d.cfg.Hostname)
+	host := d.host
+	if d.port != "443" {
+		host = net.JoinHostPort(d.host, d.port)
+	}
+	c, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
+		HTTPClient:      hc,
+		HTTPHeader:      h,
+		Host:            host,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return nil, d.handshakeError(resp, err)
+	}
+	return websocket.NetConn(life, c, websocket.MessageBinary), nil
+}
+
+func (d *Dialer) handshakeError(resp *http.Response, err error) error {
+	if resp == nil || resp.StatusCode == http.StatusSwitchingProtocols {
+		return fmt.Errorf("tunnel handshake with %s: %w", d.host, err)
+	}
+	var body string
+	if resp.Body != nil {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		body = strings.TrimSpace(string(b))
+	}
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return ErrTokenRejected
+	case http.StatusForbidden:
+		return ErrAgentDisabled
+	case http.StatusTooManyRequests:
+		return ErrRateLimited
+	case http.StatusServiceUnavailable:
+		return ErrGatewayDraining
+	}
+	return &StatusError{Code: resp.StatusCode, Body: body}
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}

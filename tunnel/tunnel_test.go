@@ -1,0 +1,332 @@
+package tunnel
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const goodToken = "fat_good"
+
+// gateway is a TLS server for localhost running Handler.
+type gateway struct {
+	addr     string // 127.0.0.1:port
+	caFile   string
+	draining bool
+	peers    chan Peer
+	limiter  *Limiter
+}
+
+func startGateway(t *testing.T) *gateway {
+	t.Helper()
+	certPEM, keyPEM := selfSigned(t)
+	dir := t.TempDir()
+	g := &gateway{caFile: filepath.Join(dir, "ca.pem"), peers: make(chan Peer, 16), limiter: NewLimiter(3, nil)}
+	os.WriteFile(g.caFile, certPEM, 0o600)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.addr = ln.Addr().String()
+	var mu sync.Mutex
+	h := NewHandler(HandlerConfig{
+		Authenticate: func(_ context.Context, token string) (Identity, error) {
+			switch token {
+			case goodToken:
+				return Identity{Agent: "acme"}, nil
+			case "fat_disabled":
+				return Identity{Agent: "acme"}, ErrDisabled
+			}
+			return Identity{}, ErrUnauthorized
+		},
+		Serve: func(conn net.Conn, p Peer) {
+			g.peers <- p
+			conn.Write([]byte("hi"))
+			io.Copy(io.Discard, conn)
+			conn.Close()
+		},
+		Draining: func() bool { mu.Lock(); defer mu.Unlock(); return g.draining },
+		Limiter:  g.limiter,
+	})
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return g
+}
+
+func (g *gateway) dialer(t *testing.T, token string, mod func(*DialConfig)) *Dialer {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(g.addr)
+	cfg := DialConfig{
+		URL:      "wss://localhost:" + port + "/v1/tunnel",
+		Token:    func() (string, error) { return token, nil },
+		Version:  "1.2.3",
+		Instance: "inst-1",
+		Hostname: "host-1",
+		CAFile:   g.caFile,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d, err := NewDialer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+func TestDialAuthenticates(t *testing.T) {
+	g := startGateway(t)
+	conn, err := g.dialer(t, goodToken, nil).Dial(context.Background(), context.Background(), loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	p := <-g.peers
+	if p.Agent != "acme" || p.Version != "1.2.3" || p.Instance != "inst-1" || p.Hostname != "host-1" {
+		t.Fatalf("peer %+v", p)
+	}
+}
+
+func TestDialRejections(t *testing.T) {
+	g := startGateway(t)
+	for _, tc := range []struct {
+		token string
+		want  error
+	}{
+		{"fat_wrong", ErrTokenRejected},
+		{"fat_disabled", ErrAgentDisabled},
+	} {
+		_, err := g.dialer(t, tc.token, nil).Dial(context.Background(), context.Background(), loopback)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("token %s: got %v, want %v", tc.token, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), tc.token) {
+			t.Errorf("error reveals the token: %v", err)
+		}
+	}
+	if !NeedsOperator(ErrTokenRejected) || NeedsOperator(ErrRateLimited) {
+		t.Error("NeedsOperator misclassifies")
+	}
+}
+
+func TestFailedHandshakesAreRateLimited(t *testing.T) {
+	g := startGateway(t)
+	bad := g.dialer(t, "fat_wrong", nil)
+	var last error
+	for range 5 {
+		_, last = bad.Dial(context.Background(), context.Background(), loopback)
+	}
+	if !errors.Is(last, ErrRateLimited) {
+		t.Fatalf("after 5 failures: %v, want ErrRateLimited", last)
+	}
+	// The limit is per address and counts failures: a good token from the
+	// same address is refused too until the minute has passed.
+	if _, err := g.dialer(t, goodToken, nil).Dial(context.Background(), context.Background(), loopback); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("good token while limited: %v", err)
+	}
+}
+
+func TestDrainingGatewayAnswers503(t *testing.T) {
+	g := startGateway(t)
+	g.draining = true
+	_, err := g.dialer(t, goodToken, nil).Dial(context.Background(), context.Background(), loopback)
+	if !errors.Is(err, ErrGatewayDraining) {
+		t.Fatalf("got %v, want ErrGatewayDraining", err)
+	}
+}
+
+func TestWrongCAFails(t *testing.T) {
+	g := startGateway(t)
+	other, _ := selfSigned(t)
+	ca := filepath.Join(t.TempDir(), "other.pem")
+	os.WriteFile(ca, other, 0o600)
+	_, err := g.dialer(t, goodToken, func(c *DialConfig) { c.CAFile = ca }).Dial(context.Background(), context.Background(), loopback)
+	var uerr x509.UnknownAuthorityError
+	if !errors.As(err, &uerr) {
+		t.Fatalf("got %v, want unknown authority", err)
+	}
+}
+
+func TestAllowedIPs(t *testing.T) {
+	g := startGateway(t)
+	d := g.dialer(t, goodToken, func(c *DialConfig) { c.AllowedIPs = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")} })
+	if _, err := d.Resolve(context.Background()); !errors.Is(err, ErrNoGatewayIP) {
+		t.Fatalf("resolve: %v, want ErrNoGatewayIP", err)
+	}
+	if _, err := d.Dial(context.Background(), context.Background(), loopback); !errors.Is(err, ErrNoGatewayIP) {
+		t.Fatalf("dial: %v, want ErrNoGatewayIP", err)
+	}
+	ok := g.dialer(t, goodToken, func(c *DialConfig) { c.AllowedIPs = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	ips, err := ok.Resolve(context.Background())
+	if err != nil || len(ips) == 0 || !ips[0].Is4() {
+		t.Fatalf("resolve: %v %v", ips, err)
+	}
+}
+
+// TestProxyConnectsToChosenIP: through an HTTP proxy the agent asks for the
+// allowed IP, not the name, so allowed_ips holds; TLS still checks the name.
+func TestProxyConnectsToChosenIP(t *testing.T) {
+	g := startGateway(t)
+	proxyAddr, targets := connectProxy(t)
+	d := g.dialer(t, goodToken, func(c *DialConfig) {
+		c.Proxy = "http://user:secret@" + proxyAddr
+		c.AllowedIPs = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	conn, err := d.Dial(context.Background(), context.Background(), loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	got := <-targets
+	if got.target != g.addr {
+		t.Fatalf("proxy asked for %q, want the chosen IP %q", got.target, g.addr)
+	}
+	if got.auth == "" {
+		t.Fatal("proxy credentials not sent")
+	}
+}
+
+func TestReconnectBackoff(t *testing.T) {
+	t.Parallel()
+	r := Reconnect{InitialInterval: time.Millisecond, MaxInterval: 8 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	var waits []time.Duration
+	calls := 0
+	r.Run(ctx, func(context.Context) (time.Duration, error) {
+		calls++
+		if calls == 6 {
+			return 0, ErrTokenRejected
+		}
+		return 0, errors.New("refused")
+	}, func(err error, d time.Duration) {
+		waits = append(waits, d)
+		if len(waits) == 8 {
+			cancel()
+		}
+	})
+	for i, w := range waits {
+		if w > r.MaxInterval {
+			t.Errorf("wait %d = %v exceeds max", i, w)
+		}
+	}
+	if waits[5] != r.MaxInterval {
+		t.Errorf("after a rejected token waited %v, want the max %v", waits[5], r.MaxInterval)
+	}
+	if waits[4] <= waits[0] {
+		t.Errorf("backoff did not grow: %v", waits)
+	}
+}
+
+func TestLimiterWindow(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(0, 0)
+	l := NewLimiter(2, func() time.Time { return now })
+	l.Fail("a")
+	l.Fail("a")
+	if l.Allow("a") || !l.Allow("b") {
+		t.Fatal("limit not per address")
+	}
+	now = now.Add(time.Minute)
+	if !l.Allow("a") {
+		t.Fatal("limit did not expire")
+	}
+}
+
+type connectReq struct{ target, auth string }
+
+// connectProxy is a minimal HTTP CONNECT proxy that records each request.
+func connectProxy(t *testing.T) (string, chan connectReq) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := make(chan connectReq, 8)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil || req.Method != http.MethodConnect {
+					return
+				}
+				reqs <- connectReq{req.Host, req.Header.Get("Proxy-Authorization")}
+				up, err := net.Dial("tcp", req.Host)
+				if err != nil {
+					c.Write([]byte("HTTP/1.1 502 Bad Gateway\r\n\r\n"))
+					return
+				}
+				defer up.Close()
+				c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
+				go func() { io.Copy(up, br); up.Close() }()
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return ln.Addr().String(), reqs
+}
+
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		DNSNames:     []string{"localhost"},
+		IsCA:         true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
