@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/ferry-tunnel/ferry/mux"
+	"github.com/ferry-tunnel/ferry/store"
+)
+
+// connListener is one connection's local port.
+type connListener struct {
+	c    store.Connection
+	ln   net.Listener
+	done chan struct{}
+}
+
+// StartConnection opens c's listener (admin.Backend). Each accepted client is
+// proxied to c.Target through c.Agent.
+func (g *Gateway) StartConnection(c store.Connection) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.listeners[c.Name]; ok {
+		return fmt.Errorf("connection %q is already listening", c.Name)
+	}
+	if g.draining.Load() {
+		return errors.New("gateway is shutting down")
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	l := &connListener{c: c, ln: ln, done: make(chan struct{})}
+	g.listeners[c.Name] = l
+	go g.accept(l)
+	g.log.Info("connection listening", "connection", c.Name, "listen", ln.Addr().String(), "agent", c.Agent, "target", c.Target)
+	return nil
+}
+
+// StopConnection closes the named connection's listener (admin.Backend).
+// Connections already proxied go on until they end.
+func (g *Gateway) StopConnection(name string) {
+	g.mu.Lock()
+	l := g.listeners[name]
+	delete(g.listeners, name)
+	g.mu.Unlock()
+	if l != nil {
+		l.ln.Close()
+		<-l.done
+	}
+}
+
+func (g *Gateway) accept(l *connListener) {
+	defer close(l.done)
+	var delay time.Duration
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, keep serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			g.log.Error("accept failed", "connection", l.c.Name, "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		g.clients.Add(1)
+		g.active.Add(1)
+		go func() {
+			defer g.clients.Done()
+			defer g.active.Add(-1)
+			g.serveClient(l.c, conn.(*net.TCPConn))
+		}()
+	}
+}
+
+// serveClient proxies one client connection. A client whose stream cannot be
+// opened is reset at once; the reason goes to the log and the metrics.
+func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
+	conn.SetNoDelay(true)
+	id := newID("c")
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(g.life, g.cfg.Limits.OpenTimeout)
+	st, err := g.dialStream(ctx, c.Agent, c.Target, id)
+	cancel()
+	g.m.StreamOpenDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		mux.Reset(conn)
+		result := openResult(err)
+		g.m.Streams.WithLabelValues(c.Agent, result).Inc()
+		g.log.Warn("connection refused", "conn", id, "connection", c.Name, "agent", c.Agent,
+			"target", c.Target, "client", conn.RemoteAddr().String(), "result", result, "err", err)
+		return
+	}
+	g.m.Streams.WithLabelValues(c.Agent, "ok").Inc()
+	g.m.StreamsActive.Inc()
+	res := mux.Pipe(g.life, conn, st)
+	g.m.StreamsActive.Dec()
+	g.m.Bytes.WithLabelValues(c.Agent, "to_agent").Add(float64(res.ToStream))
+	g.m.Bytes.WithLabelValues(c.Agent, "from_agent").Add(float64(res.FromStream))
+	attrs := []any{"conn", id, "connection", c.Name, "agent", c.Agent, "target", c.Target,
+		"client", conn.RemoteAddr().String(), "bytes_to_agent", res.ToStream, "bytes_from_agent", res.FromStream,
+		"duration", time.Since(start).Round(time.Millisecond)}
+	if res.Aborted {
+		attrs = append(attrs, "reset", true, "err", res.Err)
+	}
+	g.log.Info("connection", attrs...)
+}
+
+// openResult is the metric label for a failed open.
+func openResult(err error) string {
+	var oe *mux.OpenError
+	switch {
+	case errors.As(err, &oe):
+		return oe.Reply.Code.String()
+	case errors.Is(err, ErrAgentOffline):
+		return "offline"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	default:
+		return "error"
+	}
+}

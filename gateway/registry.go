@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ferry-tunnel/ferry/mux"
+	"github.com/ferry-tunnel/ferry/tunnel"
+)
+
+// ErrAgentOffline is returned by Dial when the agent has no live,
+// non-draining tunnel on this node.
+var ErrAgentOffline = errors.New("agent has no live tunnel")
+
+// session is one agent tunnel on this node.
+type session struct {
+	id          string
+	peer        tunnel.Peer
+	info        mux.Message
+	sess        *mux.Session
+	connectedAt time.Time
+}
+
+// registry holds the live sessions by agent name. Safe for concurrent use.
+type registry struct {
+	mu      sync.Mutex
+	byAgent map[string][]*session
+	next    uint64 // round-robin among equally loaded sessions
+}
+
+func newRegistry() *registry { return &registry{byAgent: map[string][]*session{}} }
+
+// add registers s and reports whether the agent was offline before.
+func (r *registry) add(s *session) (first bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	first = len(r.byAgent[s.peer.Agent]) == 0
+	r.byAgent[s.peer.Agent] = append(r.byAgent[s.peer.Agent], s)
+	return first
+}
+
+// remove unregisters s and reports whether the agent is now offline.
+func (r *registry) remove(s *session) (last bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.byAgent[s.peer.Agent]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(r.byAgent, s.peer.Agent)
+		return true
+	}
+	r.byAgent[s.peer.Agent] = list
+	return false
+}
+
+// sessions returns a copy of the agent's sessions.
+func (r *registry) sessions(agent string) []*session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*session(nil), r.byAgent[agent]...)
+}
+
+// all returns every session.
+func (r *registry) all() []*session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*session
+	for _, l := range r.byAgent {
+		out = append(out, l...)
+	}
+	return out
+}
+
+// pick chooses the live, non-draining session of agent with the fewest
+// streams, rotating among ties; skip excludes a session that just failed.
+func (r *registry) pick(agent string, skip *session) *session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	list := r.byAgent[agent]
+	var best *session
+	bestN := 0
+	r.next++
+	for i := range list {
+		s := list[(int(r.next)+i)%len(list)]
+		if s == skip || s.sess.PeerDraining() || s.sess.Err() != nil {
+			continue
+		}
+		if n := s.sess.NumStreams(); best == nil || n < bestN {
+			best, bestN = s, n
+		}
+	}
+	return best
+}
+
+// Dial opens a connection to target ("host:port") through agent, for
+// programs that embed the gateway. The agent checks its allow-list and dials;
+// a refusal comes back as an error wrapping *mux.OpenError. The returned
+// connection supports CloseWrite (half-close).
+func (g *Gateway) Dial(ctx context.Context, agent, target string) (*mux.Stream, error) {
+	return g.dialStream(ctx, agent, target, newID("c"))
+}
+
+func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string) (*mux.Stream, error) {
+	var skip *session
+	for range 2 {
+		s := g.reg.pick(agent, skip)
+		if s == nil {
+			return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, ErrAgentOffline)
+		}
+		st, err := s.sess.Open(ctx, mux.OpenRequest{Target: target, ConnID: connID})
+		if errors.Is(err, mux.ErrSessionClosed) {
+			skip = s // it died between pick and open: try another tunnel once
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, ErrAgentOffline)
+}
+
+func newID(prefix string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
