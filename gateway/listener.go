@@ -120,6 +120,8 @@ func openResult(err error) string {
 		return oe.Reply.Code.String()
 	case errors.Is(err, ErrAgentOffline):
 		return "offline"
+	case errors.Is(err, ErrAgentBusy):
+		return "busy"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	default:

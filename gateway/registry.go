@@ -13,9 +13,14 @@ import (
 	"github.com/ferry-tunnel/ferry/tunnel"
 )
 
-// ErrAgentOffline is returned by Dial when the agent has no live,
-// non-draining tunnel on this node.
-var ErrAgentOffline = errors.New("agent has no live tunnel")
+// Errors of Dial besides the agent's own refusals (*mux.OpenError).
+var (
+	// ErrAgentOffline: the agent has no live, non-draining tunnel on this node.
+	ErrAgentOffline = errors.New("agent has no live tunnel")
+	// ErrAgentBusy: the agent already carries [limits] max_streams_per_agent
+	// connections through this node.
+	ErrAgentBusy = errors.New("agent at its stream limit")
+)
 
 // session is one agent tunnel on this node.
 type session struct {
@@ -83,23 +88,25 @@ func (r *registry) all() []*session {
 
 // pick chooses the live, non-draining session of agent with the fewest
 // streams, rotating among ties; skip excludes a session that just failed.
-func (r *registry) pick(agent string, skip *session) *session {
+// total is the agent's stream count over all its sessions.
+func (r *registry) pick(agent string, skip *session) (best *session, total int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	list := r.byAgent[agent]
-	var best *session
 	bestN := 0
 	r.next++
 	for i := range list {
 		s := list[(int(r.next)+i)%len(list)]
+		n := s.sess.NumStreams()
+		total += n
 		if s == skip || s.sess.PeerDraining() || s.sess.Err() != nil {
 			continue
 		}
-		if n := s.sess.NumStreams(); best == nil || n < bestN {
+		if best == nil || n < bestN {
 			best, bestN = s, n
 		}
 	}
-	return best
+	return best, total
 }
 
 // Dial opens a connection to target ("host:port") through agent, for
@@ -113,9 +120,12 @@ func (g *Gateway) Dial(ctx context.Context, agent, target string) (*mux.Stream, 
 func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string) (*mux.Stream, error) {
 	var skip *session
 	for range 2 {
-		s := g.reg.pick(agent, skip)
+		s, total := g.reg.pick(agent, skip)
 		if s == nil {
 			return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, ErrAgentOffline)
+		}
+		if total >= g.cfg.Limits.MaxStreamsPerAgent {
+			return nil, fmt.Errorf("dial %s through agent %q: %w of %d ([limits] max_streams_per_agent)", target, agent, ErrAgentBusy, g.cfg.Limits.MaxStreamsPerAgent)
 		}
 		st, err := s.sess.Open(ctx, mux.OpenRequest{Target: target, ConnID: connID})
 		if errors.Is(err, mux.ErrSessionClosed) {

@@ -1,0 +1,123 @@
+package gateway
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ferry-tunnel/ferry/mux"
+	"github.com/ferry-tunnel/ferry/tunnel"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// pair starts a gateway-side session whose agent side accepts every stream
+// and answers ok, then holds it open.
+func pair(t *testing.T, agent string) *session {
+	t.Helper()
+	gc, ac := net.Pipe()
+	set := mux.DefaultSettings()
+	ch := make(chan *mux.Session, 1)
+	go func() {
+		s, _, err := mux.Agent(context.Background(), ac, set, mux.Message{}, nil)
+		if err != nil {
+			ch <- nil
+			return
+		}
+		ch <- s
+		for {
+			st, err := s.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			st.ReadRequest()
+			st.Reply(mux.Reply{Code: mux.CodeOK})
+		}
+	}()
+	gs, _, err := mux.Gateway(context.Background(), gc, set, mux.Message{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := <-ch
+	t.Cleanup(func() { gs.Close(); as.Close() })
+	return &session{id: agent, peer: tunnel.Peer{Identity: tunnel.Identity{Agent: agent}}, sess: gs}
+}
+
+func TestPickSpreadsAndSkipsDraining(t *testing.T) {
+	r := newRegistry()
+	a, b := pair(t, "acme"), pair(t, "acme")
+	if !r.add(a) || r.add(b) {
+		t.Fatal("add: first/not-first wrong")
+	}
+	// Load a with two streams: new streams go to b.
+	for range 2 {
+		st, err := a.sess.Open(context.Background(), mux.OpenRequest{Target: "x:1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+	}
+	if s, total := r.pick("acme", nil); s != b || total != 2 {
+		t.Fatalf("pick chose %v (total %d), want the idle session", s.id, total)
+	}
+	if s, _ := r.pick("acme", b); s != a {
+		t.Fatal("skip ignored")
+	}
+	if s, _ := r.pick("other", nil); s != nil {
+		t.Fatal("picked a session of another agent")
+	}
+	b.sess.Close()
+	if s, _ := r.pick("acme", nil); s != a {
+		t.Fatal("picked a closed session")
+	}
+	if r.remove(b) || !r.remove(a) {
+		t.Fatal("remove: last wrong")
+	}
+}
+
+func TestOpenResultLabels(t *testing.T) {
+	for err, want := range map[error]string{
+		fmt.Errorf("x: %w", &mux.OpenError{Reply: mux.Reply{Code: mux.CodeDenied}}): "denied",
+		fmt.Errorf("x: %w", ErrAgentOffline):                                        "offline",
+		fmt.Errorf("x: %w", ErrAgentBusy):                                           "busy",
+		context.DeadlineExceeded:                                                    "timeout",
+		errors.New("other"):                                                         "error",
+	} {
+		if got := openResult(err); got != want {
+			t.Errorf("%v: %s, want %s", err, got, want)
+		}
+	}
+}
+
+func TestSelfSignedIsReused(t *testing.T) {
+	dir := t.TempDir()
+	c1, created, err := loadOrCreateSelfSigned(dir)
+	if err != nil || !created {
+		t.Fatalf("create: %v %v", created, err)
+	}
+	c2, created, err := loadOrCreateSelfSigned(dir)
+	if err != nil || created {
+		t.Fatalf("reload: %v %v", created, err)
+	}
+	if Fingerprint(c1.Certificate[0]) != Fingerprint(c2.Certificate[0]) {
+		t.Fatal("certificate changed between runs")
+	}
+	cert, _ := x509.ParseCertificate(c1.Certificate[0])
+	if err := cert.VerifyHostname("localhost"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cert.VerifyHostname("127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if cert.NotAfter.Before(time.Now().AddDate(0, 11, 0)) {
+		t.Fatal("certificate expires too soon")
+	}
+}
