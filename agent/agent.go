@@ -155,6 +155,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			rc.Run(tunCtx, func(ctx context.Context) (time.Duration, error) {
 				return a.runTunnel(ctx, streamCtx, s, &streams)
 			}, func(err error, wait time.Duration) {
+				if tunnel.NeedsOperator(err) {
+					err = nil // said once already, at error level
+				}
 				a.log.Debug("tunnel retry scheduled", "tunnel", s.index, "in", wait.Round(time.Millisecond), "err", err)
 			})
 		}()

@@ -1,0 +1,209 @@
+package testutil
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// listen opens a TCP listener on 127.0.0.1:0 closed at cleanup.
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// EchoServer copies everything it reads back to the sender until EOF, then
+// half-closes its side (CloseWrite), so a client that half-closes gets all
+// its bytes back and then a clean EOF.
+type EchoServer struct {
+	Addr string
+
+	ln       net.Listener
+	wg       sync.WaitGroup
+	accepted atomic.Int64
+	cleanEOF atomic.Int64
+	failed   atomic.Int64
+	mu       sync.Mutex
+	errs     []error
+}
+
+// NewEchoServer starts an echo server, stopped at cleanup.
+func NewEchoServer(t testing.TB) *EchoServer {
+	t.Helper()
+	s := &EchoServer{ln: listen(t)}
+	s.Addr = s.ln.Addr().String()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := s.ln.Accept()
+			if err != nil {
+				return
+			}
+			s.accepted.Add(1)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.serve(c.(*net.TCPConn))
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		s.ln.Close()
+		s.wg.Wait()
+	})
+	return s
+}
+
+func (s *EchoServer) serve(c *net.TCPConn) {
+	defer c.Close()
+	_, err := io.Copy(c, c)
+	if err != nil {
+		s.failed.Add(1)
+		s.mu.Lock()
+		s.errs = append(s.errs, err)
+		s.mu.Unlock()
+		return
+	}
+	// Counted before CloseWrite: a client that saw our EOF sees the count.
+	s.cleanEOF.Add(1)
+	c.CloseWrite()
+	// Wait for the client's side to go, so we close last and without RST.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.Copy(io.Discard, c)
+}
+
+// Accepted is how many connections the server accepted.
+func (s *EchoServer) Accepted() int64 { return s.accepted.Load() }
+
+// CleanEOF is how many connections ended with a clean EOF from the client
+// after all data was echoed.
+func (s *EchoServer) CleanEOF() int64 { return s.cleanEOF.Load() }
+
+// Errors are the errors connections ended with instead of EOF.
+func (s *EchoServer) Errors() []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]error(nil), s.errs...)
+}
+
+// CountingListener accepts connections, counts them and closes them. It is
+// the target that must never be reached.
+type CountingListener struct {
+	Addr     string
+	ln       net.Listener
+	accepted atomic.Int64
+	done     chan struct{}
+}
+
+// NewCountingListener starts a counting listener, stopped at cleanup.
+func NewCountingListener(t testing.TB) *CountingListener {
+	t.Helper()
+	l := &CountingListener{ln: listen(t), done: make(chan struct{})}
+	l.Addr = l.ln.Addr().String()
+	go func() {
+		defer close(l.done)
+		for {
+			c, err := l.ln.Accept()
+			if err != nil {
+				return
+			}
+			l.accepted.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		l.ln.Close()
+		<-l.done
+	})
+	return l
+}
+
+// Accepted is how many connections were accepted.
+func (l *CountingListener) Accepted() int64 { return l.accepted.Load() }
+
+// WriterServer writes an endless stream to each connection until a write
+// fails, and reports that error on Ended. It stands for a long response.
+type WriterServer struct {
+	Addr string
+	// Ended receives, for each connection, the error its writes ended with.
+	Ended chan error
+	// Written is the total of bytes written on all connections.
+	Written atomic.Int64
+
+	ln net.Listener
+	wg sync.WaitGroup
+}
+
+// NewWriterServer starts an endless writer, stopped at cleanup.
+func NewWriterServer(t testing.TB) *WriterServer {
+	t.Helper()
+	s := &WriterServer{ln: listen(t), Ended: make(chan error, 64)}
+	s.Addr = s.ln.Addr().String()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := s.ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				buf := make([]byte, 32<<10)
+				for i := range buf {
+					buf[i] = byte(i)
+				}
+				for {
+					n, err := c.Write(buf)
+					s.Written.Add(int64(n))
+					if err != nil {
+						select {
+						case s.Ended <- err:
+						default:
+						}
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		s.ln.Close()
+		s.wg.Wait()
+	})
+	return s
+}
+
+// ServeHTTP starts an HTTP server with h on 127.0.0.1:0, stopped at cleanup,
+// and returns its address.
+func ServeHTTP(t testing.TB, h http.Handler) string {
+	t.Helper()
+	ln := listen(t)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// IsReset reports whether err is a TCP reset (ECONNRESET).
+func IsReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
