@@ -25,9 +25,25 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+# http_get URL: print the body of a plain-HTTP GET; fails unless 200.
+# Uses curl when present, else bash's /dev/tcp.
+http_get() {
+  if command -v curl >/dev/null 2>&1; then curl -fsS "$1"; return; fi
+  local rest=${1#http://} hostport path host port status
+  hostport=${rest%%/*}; path=/${rest#*/}; [ "$rest" = "$hostport" ] && path=/
+  host=${hostport%:*}; port=${hostport##*:}
+  exec 3<>"/dev/tcp/$host/$port" || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$hostport" >&3
+  IFS= read -r status <&3
+  case "$status" in *" 200 "*) ;; *) exec 3<&-; return 1 ;; esac
+  while IFS= read -r line <&3 && [ "$line" != $'\r' ]; do :; done
+  cat <&3
+  exec 3<&-
+}
+
 wait_http() { # url, what
   for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    if http_get "$1" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
   echo "run-local: $2 did not come up; see $RUN/*.log" >&2
@@ -80,16 +96,13 @@ shutdown_grace = "5s"
 TOML
 bin/ferry-agent run --config "$RUN/agent.toml" >"$RUN/agent.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$METRICS_PORT/readyz" 2>/dev/null && break
-  sleep 0.1
-done
+wait_http "http://127.0.0.1:$METRICS_PORT/readyz" "ferry-agent's tunnel"
 
 bin/ferry-gateway connections delete demo >/dev/null 2>&1 || true
 bin/ferry-gateway connections create demo --agent local --target "127.0.0.1:$TARGET_PORT" --listen "127.0.0.1:$CONN_PORT" >/dev/null
 
-echo "== a request through the tunnel: curl http://127.0.0.1:$CONN_PORT/"
-curl -fsS "http://127.0.0.1:$CONN_PORT/"
+echo "== a request through the tunnel: GET http://127.0.0.1:$CONN_PORT/"
+http_get "http://127.0.0.1:$CONN_PORT/"
 echo
 bin/ferry-gateway agents show local
 echo
