@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-tunnel/ferry/gateway/adminapi"
 	"github.com/ferry-tunnel/ferry/store"
 )
 
@@ -31,17 +32,9 @@ type Backend interface {
 	StopConnection(name string)
 }
 
-// TunnelInfo describes one live tunnel of an agent.
-type TunnelInfo struct {
-	Node        string    `json:"node"`
-	RemoteAddr  string    `json:"remote_addr"`
-	Version     string    `json:"agent_version"`
-	Hostname    string    `json:"hostname"`
-	Instance    string    `json:"instance"`
-	OS          string    `json:"os"`
-	ConnectedAt time.Time `json:"connected_at"`
-	Draining    bool      `json:"draining"`
-}
+// TunnelInfo describes one live tunnel of an agent. It is the wire type
+// [adminapi.Tunnel], under the name Backend implementations use.
+type TunnelInfo = adminapi.Tunnel
 
 // Config is what NewHandler needs. NewHandler copies it; the caller may
 // reuse it afterwards.

@@ -1,23 +1,20 @@
-package admin
+package admin_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ferry-tunnel/ferry/gateway/admin"
+	"github.com/ferry-tunnel/ferry/gateway/admin/admintest"
+	"github.com/ferry-tunnel/ferry/gateway/adminapi"
 	"github.com/ferry-tunnel/ferry/store"
 	"go.uber.org/goleak"
 )
@@ -26,137 +23,23 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-const adminToken = "admin-secret-for-tests"
-
-// fakeBackend records what the API asked of the gateway.
-type fakeBackend struct {
-	mu       sync.Mutex
-	tunnels  map[string][]TunnelInfo
-	closed   []string // "agent: reason"
-	started  []string
-	stopped  []string
-	startErr error
-}
-
-func (f *fakeBackend) Tunnels(agent string) []TunnelInfo {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.tunnels[agent]
-}
-
-func (f *fakeBackend) CloseAgentTunnels(agent, reason string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.closed = append(f.closed, agent+": "+reason)
-	delete(f.tunnels, agent)
-}
-
-func (f *fakeBackend) StartConnection(c store.Connection) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.startErr != nil {
-		return f.startErr
-	}
-	f.started = append(f.started, c.Name)
-	return nil
-}
-
-func (f *fakeBackend) StopConnection(name string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.stopped = append(f.stopped, name)
-}
-
-func (f *fakeBackend) calls() (closed, started, stopped []string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.closed), slices.Clone(f.started), slices.Clone(f.stopped)
-}
+const adminToken = admintest.AdminToken
 
 type env struct {
-	t       *testing.T
-	srv     *httptest.Server
-	store   store.Store
-	backend *fakeBackend
-	logs    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var testNow = time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
-
-var staticConns = []store.Connection{
-	{Name: "erp-db", Agent: "acme-dc1", Target: "db.internal:5432", Listen: "127.0.0.1:15432"},
+	*admintest.Server
+	t *testing.T
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	st, err := store.Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "ferry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, store: st, backend: &fakeBackend{tunnels: map[string][]TunnelInfo{}}, logs: &syncBuffer{}}
-	h, err := NewHandler(Config{
-		Store:             st,
-		Backend:           e.backend,
-		AdminToken:        adminToken,
-		StaticConnections: staticConns,
-		Logger:            slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:               func() time.Time { return testNow },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.srv = httptest.NewServer(h)
-	t.Cleanup(e.srv.Close)
-	return e
+	return &env{Server: admintest.NewServer(t), t: t}
 }
 
 // do sends a request with the admin token and returns status, headers and
 // body.
 func (e *env) do(method, path, body string) (int, http.Header, string) {
-	return e.doAuth(method, path, body, "Bearer "+adminToken)
-}
-
-func (e *env) doAuth(method, path, body, auth string) (int, http.Header, string) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, string(b)
+	return e.Do(e.t, method, path, body, "Bearer "+adminToken)
 }
 
 // mustJSON decodes body into a fresh V.
@@ -186,26 +69,22 @@ func (e *env) createAgent(name string) string {
 
 func TestNewHandlerConfigErrors(t *testing.T) {
 	t.Parallel()
-	st, err := store.Open(context.Background(), "sqlite", ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	b := &fakeBackend{}
+	st := admintest.NewStore(t)
+	b := &admintest.Backend{}
 	tests := []struct {
 		name string
-		cfg  Config
+		cfg  admin.Config
 		want string
 	}{
-		{"no store", Config{Backend: b, AdminToken: "x"}, "Store is nil"},
-		{"no backend", Config{Store: st, AdminToken: "x"}, "Backend is nil"},
-		{"no token", Config{Store: st, Backend: b}, "no admin token"},
-		{"agent token", Config{Store: st, Backend: b, AdminToken: "fat_abc"}, "like an agent token"},
-		{"duplicate static", Config{Store: st, Backend: b, AdminToken: "x", StaticConnections: []store.Connection{{Name: "a"}, {Name: "a"}}}, `"a" is defined twice`},
+		{"no store", admin.Config{Backend: b, AdminToken: "x"}, "Store is nil"},
+		{"no backend", admin.Config{Store: st, AdminToken: "x"}, "Backend is nil"},
+		{"no token", admin.Config{Store: st, Backend: b}, "no admin token"},
+		{"agent token", admin.Config{Store: st, Backend: b, AdminToken: "fat_abc"}, "like an agent token"},
+		{"duplicate static", admin.Config{Store: st, Backend: b, AdminToken: "x", StaticConnections: []store.Connection{{Name: "a"}, {Name: "a"}}}, `"a" is defined twice`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewHandler(tt.cfg)
+			_, err := admin.NewHandler(tt.cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("NewHandler: %v, want error containing %q", err, tt.want)
 			}
@@ -217,7 +96,7 @@ func TestGenerateToken(t *testing.T) {
 	t.Parallel()
 	seen := map[string]bool{}
 	for range 100 {
-		tok, err := GenerateToken()
+		tok, err := admin.GenerateToken()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -229,8 +108,8 @@ func TestGenerateToken(t *testing.T) {
 		}
 		seen[tok] = true
 	}
-	if got := HashToken("abc"); len(got) != 32 || fmt.Sprintf("%x", got) != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
-		t.Errorf("HashToken(abc) = %x", got)
+	if got := admin.HashToken("abc"); len(got) != 32 || fmt.Sprintf("%x", got) != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
+		t.Errorf("admin.HashToken(abc) = %x", got)
 	}
 }
 
@@ -251,7 +130,7 @@ func TestAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, path := range []string{"/api/v1/agents", "/api/v1/agents/acme-dc1", "/api/v1/nothing-here"} {
-			st, hdr, body := e.doAuth("GET", path, "", tt.auth)
+			st, hdr, body := e.Do(t, "GET", path, "", tt.auth)
 			if st != http.StatusUnauthorized || body != "{\n  \"error\": \"missing or invalid admin token\"\n}\n" {
 				t.Errorf("%s GET %s: %d %q", tt.name, path, st, body)
 			}
@@ -261,10 +140,10 @@ func TestAuth(t *testing.T) {
 		}
 	}
 	// Lower-case scheme is fine (RFC 9110: case-insensitive).
-	if st, _, _ := e.doAuth("GET", "/api/v1/agents", "", "bearer "+adminToken); st != http.StatusOK {
+	if st, _, _ := e.Do(t, "GET", "/api/v1/agents", "", "bearer "+adminToken); st != http.StatusOK {
 		t.Errorf("lower-case bearer: %d", st)
 	}
-	if strings.Contains(e.logs.String(), agentToken) || strings.Contains(e.logs.String(), adminToken) {
+	if strings.Contains(e.Logs(), agentToken) || strings.Contains(e.Logs(), adminToken) {
 		t.Error("a token was logged")
 	}
 }
@@ -292,7 +171,7 @@ func TestCreateAgent(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("body = %v\nwant  %v", got, want)
 	}
-	a, err := e.store.AgentByTokenHash(context.Background(), HashToken(token))
+	a, err := e.Store.AgentByTokenHash(context.Background(), admin.HashToken(token))
 	if err != nil || a.Name != "acme-dc1" {
 		t.Errorf("stored hash lookup: %v %v", a.Name, err)
 	}
@@ -304,7 +183,7 @@ func TestCreateAgent(t *testing.T) {
 			t.Errorf("GET %s shows the token: %d %s", path, st, body)
 		}
 	}
-	if strings.Contains(e.logs.String(), token) {
+	if strings.Contains(e.Logs(), token) {
 		t.Error("token logged")
 	}
 
@@ -372,9 +251,7 @@ func TestGetAndListAgents(t *testing.T) {
 	e.createAgent("b-agent")
 	e.createAgent("a-agent")
 	connected := time.Date(2025, 6, 7, 9, 0, 0, 0, time.UTC)
-	e.backend.mu.Lock()
-	e.backend.tunnels["a-agent"] = []TunnelInfo{{Node: "gw1", RemoteAddr: "198.51.100.7:40000", Version: "1.2.3", Hostname: "dc1-vm", Instance: "i-1", OS: "linux/amd64", ConnectedAt: connected}}
-	e.backend.mu.Unlock()
+	e.Backend.SetTunnels("a-agent", []adminapi.Tunnel{{Node: "gw1", RemoteAddr: "198.51.100.7:40000", Version: "1.2.3", Hostname: "dc1-vm", Instance: "i-1", OS: "linux/amd64", ConnectedAt: connected}})
 
 	st, _, body := e.do("GET", "/api/v1/agents/a-agent", "")
 	if st != http.StatusOK {
@@ -444,17 +321,17 @@ func TestRotateToken(t *testing.T) {
 		t.Fatalf("body %s", body)
 	}
 	ctx := context.Background()
-	if _, err := e.store.AgentByTokenHash(ctx, HashToken(old)); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.Store.AgentByTokenHash(ctx, admin.HashToken(old)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("old token still valid: %v", err)
 	}
-	if a, err := e.store.AgentByTokenHash(ctx, HashToken(got["token"])); err != nil || a.Name != "acme-dc1" {
+	if a, err := e.Store.AgentByTokenHash(ctx, admin.HashToken(got["token"])); err != nil || a.Name != "acme-dc1" {
 		t.Errorf("new token: %v %v", a.Name, err)
 	}
-	closed, _, _ := e.backend.calls()
+	closed, _, _ := e.Backend.Calls()
 	if !slices.Equal(closed, []string{"acme-dc1: agent token rotated"}) {
 		t.Errorf("CloseAgentTunnels calls: %v", closed)
 	}
-	if strings.Contains(e.logs.String(), got["token"]) {
+	if strings.Contains(e.Logs(), got["token"]) {
 		t.Error("token logged")
 	}
 
@@ -462,7 +339,7 @@ func TestRotateToken(t *testing.T) {
 	if st != http.StatusNotFound || errorOf(t, body) != `agent "ghost" not found` {
 		t.Errorf("missing: %d %s", st, body)
 	}
-	if closed, _, _ := e.backend.calls(); len(closed) != 1 {
+	if closed, _, _ := e.Backend.Calls(); len(closed) != 1 {
 		t.Errorf("tunnels closed for a missing agent: %v", closed)
 	}
 }
@@ -484,11 +361,11 @@ func TestDeleteAgent(t *testing.T) {
 	if st != http.StatusNoContent || body != "" {
 		t.Fatalf("%d %q", st, body)
 	}
-	closed, _, stopped := e.backend.calls()
+	closed, _, stopped := e.Backend.Calls()
 	if !slices.Equal(closed, []string{"acme-dc1: agent deleted"}) || !slices.Equal(stopped, []string{"c1"}) {
 		t.Errorf("closed %v stopped %v", closed, stopped)
 	}
-	if _, err := e.store.AgentByTokenHash(context.Background(), HashToken(tok)); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.Store.AgentByTokenHash(context.Background(), admin.HashToken(tok)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("deleted agent's token: %v", err)
 	}
 	if st, _, _ := e.do("GET", "/api/v1/agents/acme-dc1", ""); st != http.StatusNotFound {
@@ -524,7 +401,7 @@ func TestConnections(t *testing.T) {
 	if body != want {
 		t.Errorf("create:\n%s\nwant\n%s", body, want)
 	}
-	if _, started, _ := e.backend.calls(); !slices.Equal(started, []string{"crm-api"}) {
+	if _, started, _ := e.Backend.Calls(); !slices.Equal(started, []string{"crm-api"}) {
 		t.Errorf("started %v", started)
 	}
 
@@ -577,7 +454,7 @@ func TestConnections(t *testing.T) {
 	if st != http.StatusNoContent || body != "" {
 		t.Errorf("delete: %d %s", st, body)
 	}
-	if _, _, stopped := e.backend.calls(); !slices.Equal(stopped, []string{"crm-api"}) {
+	if _, _, stopped := e.Backend.Calls(); !slices.Equal(stopped, []string{"crm-api"}) {
 		t.Errorf("stopped %v", stopped)
 	}
 	st, _, body = e.do("DELETE", "/api/v1/connections/crm-api", "")
@@ -602,17 +479,15 @@ func TestConnectionStartFailureRollsBack(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
 			e.createAgent("a")
-			e.backend.mu.Lock()
-			e.backend.startErr = tt.err
-			e.backend.mu.Unlock()
+			e.Backend.FailStart(tt.err)
 			st, _, body := e.do("POST", "/api/v1/connections", `{"name":"c","agent":"a","target":"h:1","listen":"127.0.0.1:9"}`)
 			if st != tt.status || errorOf(t, body) != tt.want {
 				t.Errorf("%d %s", st, body)
 			}
-			if conns, _ := e.store.ListConnections(context.Background()); len(conns) != 0 {
+			if conns, _ := e.Store.ListConnections(context.Background()); len(conns) != 0 {
 				t.Errorf("row not rolled back: %v", conns)
 			}
-			if ev, _ := e.store.ListAudit(context.Background(), 10); len(ev) != 1 {
+			if ev, _ := e.Store.ListAudit(context.Background(), 10); len(ev) != 1 {
 				t.Errorf("failed create audited: %v", ev)
 			}
 		})

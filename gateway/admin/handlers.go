@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferry-tunnel/ferry/gateway/adminapi"
 	"github.com/ferry-tunnel/ferry/store"
 )
 
@@ -26,71 +27,19 @@ func GenerateToken() (string, error) {
 	return AgentTokenPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// agentRecord is an agent as the API shows it. It never holds a token.
-type agentRecord struct {
-	Name           string       `json:"name"`
-	Description    string       `json:"description"`
-	CreatedAt      time.Time    `json:"created_at"`
-	TokenRotatedAt time.Time    `json:"token_rotated_at"`
-	Online         bool         `json:"online"`
-	Tunnels        []TunnelInfo `json:"tunnels"`
-}
-
-// createdAgent is the only agent record with a token: the answer to create.
-type createdAgent struct {
-	agentRecord
-	Token string `json:"token"`
-}
-
-type tokenBody struct {
-	Token string `json:"token"`
-}
-
-// Connection sources.
-const (
-	sourceConfig = "config"
-	sourceAPI    = "api"
-)
-
-type connectionRecord struct {
-	Name      string     `json:"name"`
-	Agent     string     `json:"agent"`
-	Target    string     `json:"target"`
-	Listen    string     `json:"listen"`
-	Source    string     `json:"source"`
-	CreatedAt *time.Time `json:"created_at,omitempty"`
-}
-
-type auditRecord struct {
-	ID      int64     `json:"id"`
-	At      time.Time `json:"at"`
-	Actor   string    `json:"actor"`
-	Action  string    `json:"action"`
-	Subject string    `json:"subject"`
-	Detail  string    `json:"detail"`
-}
-
-// Audit actions.
-const (
-	actionAgentCreate      = "agent.create"
-	actionAgentRotateToken = "agent.token_rotate"
-	actionAgentDelete      = "agent.delete"
-	actionConnCreate       = "connection.create"
-	actionConnDelete       = "connection.delete"
-)
-
 const (
 	defaultAuditLimit = 100
 	maxAuditLimit     = 1000
 	maxDescription    = 1024
 )
 
-func (h *handler) record(a store.Agent) agentRecord {
+// record shows a as the API does, with its live tunnels ([] when none).
+func (h *handler) record(a store.Agent) adminapi.Agent {
 	tunnels := h.backend.Tunnels(a.Name)
 	if tunnels == nil {
-		tunnels = []TunnelInfo{}
+		tunnels = []adminapi.Tunnel{}
 	}
-	return agentRecord{
+	return adminapi.Agent{
 		Name:           a.Name,
 		Description:    a.Description,
 		CreatedAt:      a.CreatedAt.UTC(),
@@ -116,6 +65,17 @@ func (h *handler) audit(r *http.Request, action, subject, detail string) {
 	}
 }
 
+// newToken returns a new agent token, or answers 500 and returns false.
+func (h *handler) newToken(w http.ResponseWriter) (string, bool) {
+	token, err := GenerateToken()
+	if err != nil {
+		h.log.Error("admin API: cannot generate token", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error: cannot generate a token")
+		return "", false
+	}
+	return token, true
+}
+
 // pathName returns the {name} path value, or answers 400 and returns false.
 func pathName(w http.ResponseWriter, r *http.Request, kind string) (string, bool) {
 	name := r.PathValue("name")
@@ -127,10 +87,7 @@ func pathName(w http.ResponseWriter, r *http.Request, kind string) (string, bool
 }
 
 func (h *handler) createAgent(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Name        string `json:"name"`
-		Description string `json:"description"`
-	}
+	var req adminapi.AgentRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -143,10 +100,8 @@ func (h *handler) createAgent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	token, err := GenerateToken()
-	if err != nil {
-		h.log.Error("admin API: cannot generate token", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error: cannot generate a token")
+	token, ok := h.newToken(w)
+	if !ok {
 		return
 	}
 	now := h.now()
@@ -162,9 +117,9 @@ func (h *handler) createAgent(w http.ResponseWriter, r *http.Request) {
 	a.CreatedAt = a.CreatedAt.UTC().Truncate(time.Microsecond) // as stored
 	a.TokenRotatedAt = a.CreatedAt
 	h.log.Info("admin API: agent created", "agent", a.Name)
-	h.audit(r, actionAgentCreate, a.Name, fmt.Sprintf("description=%q", a.Description))
+	h.audit(r, adminapi.ActionAgentCreate, a.Name, fmt.Sprintf("description=%q", a.Description))
 	w.Header().Set("Location", "/api/v1/agents/"+a.Name)
-	writeJSON(w, http.StatusCreated, createdAgent{agentRecord: h.record(a), Token: token})
+	writeJSON(w, http.StatusCreated, adminapi.CreatedAgent{Agent: h.record(a), Token: token})
 }
 
 func (h *handler) listAgents(w http.ResponseWriter, r *http.Request) {
@@ -173,7 +128,7 @@ func (h *handler) listAgents(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, err)
 		return
 	}
-	out := make([]agentRecord, 0, len(agents))
+	out := make([]adminapi.Agent, 0, len(agents))
 	for _, a := range agents {
 		out = append(out, h.record(a))
 	}
@@ -206,10 +161,8 @@ func (h *handler) rotateToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	token, err := GenerateToken()
-	if err != nil {
-		h.log.Error("admin API: cannot generate token", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error: cannot generate a token")
+	token, ok := h.newToken(w)
+	if !ok {
 		return
 	}
 	if err := h.store.SetAgentToken(r.Context(), name, HashToken(token)); err != nil {
@@ -218,8 +171,8 @@ func (h *handler) rotateToken(w http.ResponseWriter, r *http.Request) {
 	}
 	h.backend.CloseAgentTunnels(name, "agent token rotated")
 	h.log.Info("admin API: agent token rotated; its tunnels were closed", "agent", name)
-	h.audit(r, actionAgentRotateToken, name, "old token revoked, tunnels closed")
-	writeJSON(w, http.StatusOK, tokenBody{Token: token})
+	h.audit(r, adminapi.ActionAgentRotateToken, name, "old token revoked, tunnels closed")
+	writeJSON(w, http.StatusOK, adminapi.RotatedToken{Token: token})
 }
 
 func (h *handler) deleteAgent(w http.ResponseWriter, r *http.Request) {
@@ -249,17 +202,12 @@ func (h *handler) deleteAgent(w http.ResponseWriter, r *http.Request) {
 	if len(stopped) > 0 {
 		detail += "; connections deleted: " + strings.Join(stopped, ", ")
 	}
-	h.audit(r, actionAgentDelete, name, detail)
+	h.audit(r, adminapi.ActionAgentDelete, name, detail)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (h *handler) createConnection(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Name   string `json:"name"`
-		Agent  string `json:"agent"`
-		Target string `json:"target"`
-		Listen string `json:"listen"`
-	}
+	var req adminapi.ConnectionRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -316,18 +264,15 @@ func (h *handler) createConnection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("admin API: connection created", "connection", c.Name, "agent", c.Agent, "target", c.Target, "listen", c.Listen)
-	h.audit(r, actionConnCreate, c.Name, fmt.Sprintf("agent=%s target=%s listen=%s", c.Agent, c.Target, c.Listen))
+	h.audit(r, adminapi.ActionConnCreate, c.Name, fmt.Sprintf("agent=%s target=%s listen=%s", c.Agent, c.Target, c.Listen))
 	w.Header().Set("Location", "/api/v1/connections/"+c.Name)
-	writeJSON(w, http.StatusCreated, connRecord(c, sourceAPI))
+	writeJSON(w, http.StatusCreated, connRecord(c, adminapi.SourceAPI))
 }
 
-func connRecord(c store.Connection, source string) connectionRecord {
-	rec := connectionRecord{Name: c.Name, Agent: c.Agent, Target: c.Target, Listen: c.Listen, Source: source}
-	if !c.CreatedAt.IsZero() {
-		t := c.CreatedAt.UTC()
-		rec.CreatedAt = &t
-	}
-	return rec
+// connRecord shows c; a zero CreatedAt (config file connections) stays
+// zero and is left out of the JSON.
+func connRecord(c store.Connection, source string) adminapi.Connection {
+	return adminapi.Connection{Name: c.Name, Agent: c.Agent, Target: c.Target, Listen: c.Listen, Source: source, CreatedAt: c.CreatedAt.UTC()}
 }
 
 func (h *handler) listConnections(w http.ResponseWriter, r *http.Request) {
@@ -336,14 +281,14 @@ func (h *handler) listConnections(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, err)
 		return
 	}
-	out := make([]connectionRecord, 0, len(h.staticList)+len(stored))
+	out := make([]adminapi.Connection, 0, len(h.staticList)+len(stored))
 	for _, c := range h.staticList {
-		out = append(out, connRecord(c, sourceConfig))
+		out = append(out, connRecord(c, adminapi.SourceConfig))
 	}
 	for _, c := range stored {
-		out = append(out, connRecord(c, sourceAPI))
+		out = append(out, connRecord(c, adminapi.SourceAPI))
 	}
-	slices.SortStableFunc(out, func(a, b connectionRecord) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortStableFunc(out, func(a, b adminapi.Connection) int { return strings.Compare(a.Name, b.Name) })
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -366,7 +311,7 @@ func (h *handler) deleteConnection(w http.ResponseWriter, r *http.Request) {
 	}
 	h.backend.StopConnection(name)
 	h.log.Info("admin API: connection deleted", "connection", name)
-	h.audit(r, actionConnDelete, name, "")
+	h.audit(r, adminapi.ActionConnDelete, name, "")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -385,9 +330,9 @@ func (h *handler) listAudit(w http.ResponseWriter, r *http.Request) {
 		h.storeFailed(w, r, err)
 		return
 	}
-	out := make([]auditRecord, 0, len(events))
+	out := make([]adminapi.AuditEvent, 0, len(events))
 	for _, e := range events {
-		out = append(out, auditRecord{ID: e.ID, At: e.At.UTC(), Actor: e.Actor, Action: e.Action, Subject: e.Subject, Detail: e.Detail})
+		out = append(out, adminapi.AuditEvent{ID: e.ID, At: e.At.UTC(), Actor: e.Actor, Action: e.Action, Subject: e.Subject, Detail: e.Detail})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -11,12 +11,9 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-)
 
-// errorBody is every error response.
-type errorBody struct {
-	Error string `json:"error"`
-}
+	"github.com/ferry-tunnel/ferry/gateway/adminapi"
+)
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -27,7 +24,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorBody{Error: msg})
+	writeJSON(w, status, adminapi.ErrorResponse{Error: msg})
 }
 
 // decodeBody reads a JSON object into dst, a pointer to a struct whose

@@ -13,7 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
+
+	"github.com/ferry-tunnel/ferry/gateway/adminapi"
 )
 
 // Client calls the admin API. It is safe for concurrent use.
@@ -84,84 +85,23 @@ func shortCause(err error) string {
 	return err.Error()
 }
 
-// Agent is an agent as the API shows it.
-type Agent struct {
-	Name           string    `json:"name"`
-	Description    string    `json:"description"`
-	CreatedAt      time.Time `json:"created_at"`
-	TokenRotatedAt time.Time `json:"token_rotated_at"`
-	// Online is true while at least one tunnel is up.
-	Online  bool     `json:"online"`
-	Tunnels []Tunnel `json:"tunnels"`
-}
-
-// CreatedAgent is the answer to CreateAgent: the agent and its token, which
-// the API shows this one time only.
-type CreatedAgent struct {
-	Agent
-	Token string `json:"token"`
-}
-
-// Tunnel is one live tunnel of an agent.
-type Tunnel struct {
-	Node         string    `json:"node"`
-	RemoteAddr   string    `json:"remote_addr"`
-	AgentVersion string    `json:"agent_version"`
-	Hostname     string    `json:"hostname"`
-	Instance     string    `json:"instance"`
-	OS           string    `json:"os"`
-	ConnectedAt  time.Time `json:"connected_at"`
-	Draining     bool      `json:"draining"`
-}
-
-// ConnectionRequest is what CreateConnection sends.
-type ConnectionRequest struct {
-	Name   string `json:"name"`
-	Agent  string `json:"agent"`
-	Target string `json:"target"`
-	Listen string `json:"listen"`
-}
-
-// Connection is a connection as the API shows it.
-type Connection struct {
-	Name   string `json:"name"`
-	Agent  string `json:"agent"`
-	Target string `json:"target"`
-	Listen string `json:"listen"`
-	// Source is "config" (from the gateway's config file; cannot be
-	// deleted through the API) or "api".
-	Source string `json:"source"`
-	// CreatedAt is zero for connections from the config file.
-	CreatedAt time.Time `json:"created_at,omitzero"`
-}
-
-// AuditEvent is one entry of the audit log.
-type AuditEvent struct {
-	ID      int64     `json:"id"`
-	At      time.Time `json:"at"`
-	Actor   string    `json:"actor"`
-	Action  string    `json:"action"`
-	Subject string    `json:"subject"`
-	Detail  string    `json:"detail"`
-}
-
 // CreateAgent creates an agent and returns it with its token.
-func (c *Client) CreateAgent(ctx context.Context, name, description string) (CreatedAgent, error) {
-	var out CreatedAgent
-	err := c.Do(ctx, http.MethodPost, "/api/v1/agents", map[string]string{"name": name, "description": description}, &out)
+func (c *Client) CreateAgent(ctx context.Context, name, description string) (adminapi.CreatedAgent, error) {
+	var out adminapi.CreatedAgent
+	err := c.Do(ctx, http.MethodPost, "/api/v1/agents", adminapi.AgentRequest{Name: name, Description: description}, &out)
 	return out, err
 }
 
 // ListAgents returns all agents, ordered by name.
-func (c *Client) ListAgents(ctx context.Context) ([]Agent, error) {
-	var out []Agent
+func (c *Client) ListAgents(ctx context.Context) ([]adminapi.Agent, error) {
+	var out []adminapi.Agent
 	err := c.Do(ctx, http.MethodGet, "/api/v1/agents", nil, &out)
 	return out, err
 }
 
 // GetAgent returns one agent.
-func (c *Client) GetAgent(ctx context.Context, name string) (Agent, error) {
-	var out Agent
+func (c *Client) GetAgent(ctx context.Context, name string) (adminapi.Agent, error) {
+	var out adminapi.Agent
 	err := c.Do(ctx, http.MethodGet, "/api/v1/agents/"+url.PathEscape(name), nil, &out)
 	return out, err
 }
@@ -169,9 +109,7 @@ func (c *Client) GetAgent(ctx context.Context, name string) (Agent, error) {
 // RotateToken gives the agent a new token and returns it. The old token
 // stops working at once and the agent's tunnels are closed.
 func (c *Client) RotateToken(ctx context.Context, name string) (string, error) {
-	var out struct {
-		Token string `json:"token"`
-	}
+	var out adminapi.RotatedToken
 	err := c.Do(ctx, http.MethodPost, "/api/v1/agents/"+url.PathEscape(name)+"/token", nil, &out)
 	return out.Token, err
 }
@@ -182,16 +120,16 @@ func (c *Client) DeleteAgent(ctx context.Context, name string) error {
 }
 
 // CreateConnection creates a connection and returns it.
-func (c *Client) CreateConnection(ctx context.Context, req ConnectionRequest) (Connection, error) {
-	var out Connection
+func (c *Client) CreateConnection(ctx context.Context, req adminapi.ConnectionRequest) (adminapi.Connection, error) {
+	var out adminapi.Connection
 	err := c.Do(ctx, http.MethodPost, "/api/v1/connections", req, &out)
 	return out, err
 }
 
 // ListConnections returns the connections from the config file and from
 // the API, ordered by name.
-func (c *Client) ListConnections(ctx context.Context) ([]Connection, error) {
-	var out []Connection
+func (c *Client) ListConnections(ctx context.Context) ([]adminapi.Connection, error) {
+	var out []adminapi.Connection
 	err := c.Do(ctx, http.MethodGet, "/api/v1/connections", nil, &out)
 	return out, err
 }
@@ -203,12 +141,12 @@ func (c *Client) DeleteConnection(ctx context.Context, name string) error {
 
 // Audit returns up to limit audit events, newest first; limit 0 means the
 // API's default (100).
-func (c *Client) Audit(ctx context.Context, limit int) ([]AuditEvent, error) {
+func (c *Client) Audit(ctx context.Context, limit int) ([]adminapi.AuditEvent, error) {
 	path := "/api/v1/audit"
 	if limit != 0 {
 		path += "?limit=" + strconv.Itoa(limit)
 	}
-	var out []AuditEvent
+	var out []adminapi.AuditEvent
 	err := c.Do(ctx, http.MethodGet, path, nil, &out)
 	return out, err
 }
@@ -263,9 +201,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 }
 
 func apiError(resp *http.Response, data []byte) error {
-	var e struct {
-		Error string `json:"error"`
-	}
+	var e adminapi.ErrorResponse
 	if json.Unmarshal(data, &e) == nil && e.Error != "" {
 		return &APIError{Status: resp.StatusCode, Message: e.Error}
 	}

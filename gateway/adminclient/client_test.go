@@ -6,16 +6,14 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ferry-tunnel/ferry/gateway/admin"
+	"github.com/ferry-tunnel/ferry/gateway/admin/admintest"
+	"github.com/ferry-tunnel/ferry/gateway/adminapi"
 	"github.com/ferry-tunnel/ferry/gateway/adminclient"
-	"github.com/ferry-tunnel/ferry/store"
 	"go.uber.org/goleak"
 )
 
@@ -23,51 +21,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-const adminToken = "client-test-admin-token"
-
-type fakeBackend struct {
-	mu      sync.Mutex
-	tunnels map[string][]admin.TunnelInfo
-}
-
-func (f *fakeBackend) Tunnels(agent string) []admin.TunnelInfo {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.tunnels[agent]
-}
-func (f *fakeBackend) CloseAgentTunnels(agent, reason string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.tunnels, agent)
-}
-func (f *fakeBackend) StartConnection(store.Connection) error { return nil }
-func (f *fakeBackend) StopConnection(string)                  {}
-
-func newServer(t *testing.T) (*httptest.Server, *fakeBackend) {
-	t.Helper()
-	st, err := store.Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "ferry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	b := &fakeBackend{tunnels: map[string][]admin.TunnelInfo{}}
-	h, err := admin.NewHandler(admin.Config{
-		Store: st, Backend: b, AdminToken: adminToken,
-		StaticConnections: []store.Connection{{Name: "erp-db", Agent: "acme-dc1", Target: "db.internal:5432", Listen: "127.0.0.1:15432"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv, b
-}
+const adminToken = admintest.AdminToken
 
 func TestClientRoundTrip(t *testing.T) {
 	t.Parallel()
-	srv, b := newServer(t)
+	srv := admintest.NewServer(t)
 	ctx := context.Background()
-	c := adminclient.New(srv.URL+"/", adminToken, srv.Client())
+	c := adminclient.New(srv.URL+"/", adminToken, srv.Client)
 	if c.BaseURL() != srv.URL {
 		t.Errorf("BaseURL = %q", c.BaseURL())
 	}
@@ -82,14 +42,12 @@ func TestClientRoundTrip(t *testing.T) {
 	}
 
 	connected := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	b.mu.Lock()
-	b.tunnels["acme-dc1"] = []admin.TunnelInfo{{Node: "gw1", RemoteAddr: "198.51.100.1:1234", Version: "1.0.0", Hostname: "h", Instance: "i", OS: "linux/amd64", ConnectedAt: connected, Draining: true}}
-	b.mu.Unlock()
+	wantTunnel := adminapi.Tunnel{Node: "gw1", RemoteAddr: "198.51.100.1:1234", Version: "1.0.0", Hostname: "h", Instance: "i", OS: "linux/amd64", ConnectedAt: connected, Draining: true}
+	srv.Backend.SetTunnels("acme-dc1", []adminapi.Tunnel{wantTunnel})
 	got, err := c.GetAgent(ctx, "acme-dc1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantTunnel := adminclient.Tunnel{Node: "gw1", RemoteAddr: "198.51.100.1:1234", AgentVersion: "1.0.0", Hostname: "h", Instance: "i", OS: "linux/amd64", ConnectedAt: connected, Draining: true}
 	if !got.Online || len(got.Tunnels) != 1 || got.Tunnels[0] != wantTunnel {
 		t.Errorf("GetAgent = %+v", got)
 	}
@@ -104,7 +62,7 @@ func TestClientRoundTrip(t *testing.T) {
 		t.Errorf("RotateToken = %q, %v", tok, err)
 	}
 
-	conn, err := c.CreateConnection(ctx, adminclient.ConnectionRequest{Name: "crm", Agent: "acme-dc1", Target: "crm.internal:443", Listen: "127.0.0.1:18443"})
+	conn, err := c.CreateConnection(ctx, adminapi.ConnectionRequest{Name: "crm", Agent: "acme-dc1", Target: "crm.internal:443", Listen: "127.0.0.1:18443"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,9 +96,9 @@ func TestClientRoundTrip(t *testing.T) {
 
 func TestAPIErrors(t *testing.T) {
 	t.Parallel()
-	srv, _ := newServer(t)
+	srv := admintest.NewServer(t)
 	ctx := context.Background()
-	c := adminclient.New(srv.URL, adminToken, srv.Client())
+	c := adminclient.New(srv.URL, adminToken, srv.Client)
 	tests := []struct {
 		name   string
 		call   func() error
@@ -152,7 +110,7 @@ func TestAPIErrors(t *testing.T) {
 		{"static delete", func() error { return c.DeleteConnection(ctx, "erp-db") }, 409, `connection "erp-db" is defined in the config file: remove its [[connections]] entry there and restart ferry-gateway`},
 		{"bad limit", func() error { _, err := c.Audit(ctx, -1); return err }, 400, `invalid limit "-1": use a number from 1 to 1000`},
 		{"wrong token", func() error {
-			_, err := adminclient.New(srv.URL, "wrong", srv.Client()).ListAgents(ctx)
+			_, err := adminclient.New(srv.URL, "wrong", srv.Client).ListAgents(ctx)
 			return err
 		}, 401, "missing or invalid admin token"},
 	}

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ferry-tunnel/ferry/gateway/adminapi"
 	"github.com/ferry-tunnel/ferry/gateway/adminclient"
 )
 
@@ -325,7 +326,7 @@ const tokenAdvice = "This token is shown only once. Give it to the agent: put it
 func agentsCreate(ctx context.Context, r *runner, args []string, flags map[string]string) error {
 	name, desc := args[0], flags["description"]
 	if r.json {
-		return r.raw(ctx, http.MethodPost, "/api/v1/agents", map[string]string{"name": name, "description": desc})
+		return r.raw(ctx, http.MethodPost, "/api/v1/agents", adminapi.AgentRequest{Name: name, Description: desc})
 	}
 	a, err := r.client.CreateAgent(ctx, name, desc)
 	if err != nil {
@@ -379,7 +380,7 @@ func agentsShow(ctx context.Context, r *runner, args []string, _ map[string]stri
 	tw = r.table()
 	fmt.Fprintln(tw, "NODE\tREMOTE ADDRESS\tVERSION\tHOSTNAME\tINSTANCE\tOS\tCONNECTED\tDRAINING")
 	for _, t := range a.Tunnels {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Node, t.RemoteAddr, t.AgentVersion, t.Hostname, t.Instance, t.OS, when(t.ConnectedAt), yesNo(t.Draining))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Node, t.RemoteAddr, t.Version, t.Hostname, t.Instance, t.OS, when(t.ConnectedAt), yesNo(t.Draining))
 	}
 	return tw.Flush()
 }
@@ -408,7 +409,7 @@ func agentsDelete(ctx context.Context, r *runner, args []string, _ map[string]st
 }
 
 func connectionsCreate(ctx context.Context, r *runner, args []string, flags map[string]string) error {
-	req := adminclient.ConnectionRequest{Name: args[0], Agent: flags["agent"], Target: flags["target"], Listen: flags["listen"]}
+	req := adminapi.ConnectionRequest{Name: args[0], Agent: flags["agent"], Target: flags["target"], Listen: flags["listen"]}
 	for _, f := range []struct{ name, val string }{{"agent", req.Agent}, {"target", req.Target}, {"listen", req.Listen}} {
 		if f.val == "" {
 			return usagef("connections create: missing --%s", f.name)

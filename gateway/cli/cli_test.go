@@ -12,12 +12,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/ferry-tunnel/ferry/gateway/admin"
-	"github.com/ferry-tunnel/ferry/store"
+	"github.com/ferry-tunnel/ferry/gateway/admin/admintest"
+	"github.com/ferry-tunnel/ferry/gateway/adminapi"
 	"go.uber.org/goleak"
 )
 
@@ -25,53 +23,20 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-const adminToken = "cli-test-admin-token"
+const adminToken = admintest.AdminToken
 
-type fakeBackend struct {
-	mu      sync.Mutex
-	tunnels map[string][]admin.TunnelInfo
-}
-
-func (f *fakeBackend) Tunnels(agent string) []admin.TunnelInfo {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.tunnels[agent]
-}
-func (f *fakeBackend) CloseAgentTunnels(agent, reason string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.tunnels, agent)
-}
-func (f *fakeBackend) StartConnection(store.Connection) error { return nil }
-func (f *fakeBackend) StopConnection(string)                  {}
+var now = admintest.Now
 
 type env struct {
-	t       *testing.T
-	url     string
-	backend *fakeBackend
-	vars    map[string]string
+	*admintest.Server
+	t    *testing.T
+	vars map[string]string
 }
-
-var now = time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	st, err := store.Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "ferry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	b := &fakeBackend{tunnels: map[string][]admin.TunnelInfo{}}
-	h, err := admin.NewHandler(admin.Config{
-		Store: st, Backend: b, AdminToken: adminToken, Now: func() time.Time { return now },
-		StaticConnections: []store.Connection{{Name: "erp-db", Agent: "acme-dc1", Target: "db.internal:5432", Listen: "127.0.0.1:15432"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return &env{t: t, url: srv.URL, backend: b, vars: map[string]string{"FERRY_API": srv.URL, "FERRY_ADMIN_TOKEN": adminToken}}
+	srv := admintest.NewServer(t)
+	return &env{Server: srv, t: t, vars: map[string]string{"FERRY_API": srv.URL, "FERRY_ADMIN_TOKEN": adminToken}}
 }
 
 func (e *env) getenv(k string) string { return e.vars[k] }
@@ -96,19 +61,11 @@ func (e *env) mustRun(args ...string) string {
 	return out
 }
 
-// apiGet returns the API's JSON for path, re-indented like the CLI does.
+// apiGet returns the API's JSON for path, indented as the CLI prints it.
 func (e *env) apiGet(path string) string {
 	e.t.Helper()
-	req, _ := http.NewRequest("GET", e.url+path, nil)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	http.DefaultClient.CloseIdleConnections()
-	return string(b)
+	_, _, body := e.Do(e.t, "GET", path, "", "Bearer "+adminToken)
+	return body
 }
 
 var tokenRE = regexp.MustCompile(`fat_[A-Za-z0-9_-]{43}`)
@@ -125,9 +82,7 @@ func TestWorkflow(t *testing.T) {
 	}
 	e.mustRun("agents", "create", "b-agent")
 
-	e.backend.mu.Lock()
-	e.backend.tunnels["acme-dc1"] = []admin.TunnelInfo{{Node: "gw1", RemoteAddr: "198.51.100.7:40000", Version: "1.2.3", Hostname: "dc1-vm", Instance: "i-1", OS: "linux/amd64", ConnectedAt: now}}
-	e.backend.mu.Unlock()
+	e.Backend.SetTunnels("acme-dc1", []adminapi.Tunnel{{Node: "gw1", RemoteAddr: "198.51.100.7:40000", Version: "1.2.3", Hostname: "dc1-vm", Instance: "i-1", OS: "linux/amd64", ConnectedAt: now}})
 
 	out = e.mustRun("agents", "list")
 	want = `NAME      ONLINE  TUNNELS  CREATED               DESCRIPTION
@@ -261,10 +216,10 @@ func TestAPIAddressAndToken(t *testing.T) {
 
 	// --api wins over FERRY_API; the file wins over FERRY_ADMIN_TOKEN.
 	e.vars = map[string]string{"FERRY_API": "http://127.0.0.1:1", "FERRY_ADMIN_TOKEN": "wrong"}
-	if _, err := e.run("agents", "list", "--api", e.url, "--admin-token-file", tokenFile); err != nil {
+	if _, err := e.run("agents", "list", "--api", e.URL, "--admin-token-file", tokenFile); err != nil {
 		t.Errorf("--api and --admin-token-file: %v", err)
 	}
-	e.vars = map[string]string{"FERRY_API": e.url + "/", "FERRY_ADMIN_TOKEN": adminToken}
+	e.vars = map[string]string{"FERRY_API": e.URL + "/", "FERRY_ADMIN_TOKEN": adminToken}
 	if _, err := e.run("agents", "list"); err != nil {
 		t.Errorf("FERRY_API: %v", err)
 	}
@@ -275,17 +230,17 @@ func TestAPIAddressAndToken(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no token", map[string]string{"FERRY_API": e.url}, nil,
+		{"no token", map[string]string{"FERRY_API": e.URL}, nil,
 			"no admin token: set FERRY_ADMIN_TOKEN or pass --admin-token-file PATH"},
-		{"wrong token", map[string]string{"FERRY_API": e.url, "FERRY_ADMIN_TOKEN": "wrong"}, nil,
+		{"wrong token", map[string]string{"FERRY_API": e.URL, "FERRY_ADMIN_TOKEN": "wrong"}, nil,
 			"admin API: 401 missing or invalid admin token (set FERRY_ADMIN_TOKEN)"},
-		{"wrong token file", map[string]string{"FERRY_API": e.url}, []string{"--admin-token-file", emptyFile + "x"},
+		{"wrong token file", map[string]string{"FERRY_API": e.URL}, []string{"--admin-token-file", emptyFile + "x"},
 			"read admin token: open " + emptyFile + "x: no such file or directory"},
-		{"empty token file", map[string]string{"FERRY_API": e.url}, []string{"--admin-token-file", emptyFile},
+		{"empty token file", map[string]string{"FERRY_API": e.URL}, []string{"--admin-token-file", emptyFile},
 			"admin token file " + emptyFile + " is empty"},
 		{"bad api", map[string]string{"FERRY_ADMIN_TOKEN": adminToken}, []string{"--api", "127.0.0.1:8081"},
 			`invalid admin API address "127.0.0.1:8081": want http://HOST:PORT or https://HOST:PORT (set --api or FERRY_API)`},
-		{"not found", map[string]string{"FERRY_API": e.url, "FERRY_ADMIN_TOKEN": adminToken}, []string{"agents", "show", "ghost"},
+		{"not found", map[string]string{"FERRY_API": e.URL, "FERRY_ADMIN_TOKEN": adminToken}, []string{"agents", "show", "ghost"},
 			`admin API: 404 agent "ghost" not found`},
 	}
 	for _, tt := range tests {
