@@ -55,6 +55,10 @@ type Agent struct {
 	policy   atomic.Pointer[access.Policy]
 	slots    []*slot
 
+	// rebalanceInterval is how often a tunnel that failed over to another
+	// gateway address tries to return to its own.
+	rebalanceInterval time.Duration
+
 	draining   atomic.Bool
 	active     atomic.Int64 // streams being dialled or piped
 	authFailed atomic.Bool  // the "needs an operator" line has been logged
@@ -83,6 +87,8 @@ func New(cfg *config.Agent, o Options) (*Agent, error) {
 		instance: newInstanceID(),
 		started:  time.Now(),
 		reg:      o.Registry,
+
+		rebalanceInterval: cfg.Reconnect.RebalanceInterval,
 	}
 	a.hostname, _ = os.Hostname()
 	a.policy.Store(policy)
@@ -144,8 +150,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	streamCtx, abortStreams := context.WithCancel(context.Background())
 	defer abortStreams()
+	rs := &runState{streamCtx: streamCtx}
 	tunCtx, stopTunnels := context.WithCancel(context.Background())
-	var streams, loops sync.WaitGroup
+	var loops sync.WaitGroup
 
 	rc := tunnel.Reconnect{InitialInterval: a.cfg.Reconnect.InitialInterval, MaxInterval: a.cfg.Reconnect.MaxInterval}
 	for _, s := range a.slots {
@@ -153,7 +160,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		go func() {
 			defer loops.Done()
 			rc.Run(tunCtx, func(ctx context.Context) (time.Duration, error) {
-				return a.runTunnel(ctx, streamCtx, s, &streams)
+				return a.runTunnel(ctx, rs, s)
 			}, func(err error, wait time.Duration) {
 				if tunnel.NeedsOperator(err) {
 					err = nil // said once already, at error level
@@ -174,7 +181,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.drain(a.cfg.Agent.ShutdownGrace, abortStreams)
 	stopTunnels()
 	loops.Wait()
-	streams.Wait()
+	rs.retiring.Wait()
+	rs.streams.Wait()
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		srv.Shutdown(sctx)
@@ -188,12 +196,14 @@ func (a *Agent) Run(ctx context.Context) error {
 // drain stops new streams and waits for active ones up to grace, then
 // aborts what is left.
 func (a *Agent) drain(grace time.Duration, abort context.CancelFunc) {
-	a.draining.Store(true)
+	// drain goes out before streams are refused, so the gateway hears it
+	// before it can see a "busy" reply.
 	for _, s := range a.slots {
 		if sess := s.session(); sess != nil {
 			sess.Send(mux.Message{Type: mux.TypeDrain, Reason: "agent shutting down"})
 		}
 	}
+	a.draining.Store(true)
 	n := a.active.Load()
 	a.log.Info("draining: no new connections", "active", n, "grace", grace)
 	deadline := time.Now().Add(grace)

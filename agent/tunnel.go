@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,13 +23,24 @@ type slot struct {
 	since     time.Time
 	lastErr   string
 	lastErrAt time.Time
-	attempts  int // consecutive failures, to move on to the next gateway address
+	attempts  int        // consecutive failures, to move on to the next gateway address
+	avoid     netip.Addr // a gateway node that said goaway: prefer another address
 }
 
 func (s *slot) session() *mux.Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sess
+}
+
+// detach forgets sess as the slot's live session, unless it was already
+// replaced.
+func (s *slot) detach(sess *mux.Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sess == sess {
+		s.sess = nil
+	}
 }
 
 func (s *slot) fail(err error) {
@@ -39,10 +51,35 @@ func (s *slot) fail(err error) {
 	s.lastErrAt = time.Now()
 }
 
+// pick chooses the gateway address for the next attempt: spread by slot
+// index, moved on by failures, away from a node that is going away. ips must
+// be sorted, so that every slot sees the same order.
+func (s *slot) pick(ips []netip.Addr) netip.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ip := ips[(s.index+s.attempts)%len(ips)]
+	if ip == s.avoid && len(ips) > 1 {
+		ip = ips[(s.index+s.attempts+1)%len(ips)]
+	}
+	return ip
+}
+
+// preferred is the slot's own gateway address, where it returns after a
+// failover so that tunnels stay spread over the gateway nodes.
+func (s *slot) preferred(ips []netip.Addr) netip.Addr {
+	return ips[s.index%len(ips)]
+}
+
+// runState is what one Run shares with its tunnels.
+type runState struct {
+	streamCtx context.Context // data streams; cancelled when the shutdown grace ends
+	streams   sync.WaitGroup  // data stream handlers
+	retiring  sync.WaitGroup  // sessions replaced after a goaway, finishing their streams
+}
+
 // runTunnel is one connection attempt of slot s and, when it comes up, the
-// tunnel's whole life. Data streams run under streamCtx and are tracked by
-// streams.
-func (a *Agent) runTunnel(ctx, streamCtx context.Context, s *slot, streams *sync.WaitGroup) (time.Duration, error) {
+// tunnel's life until it ends or the gateway node says goaway.
+func (a *Agent) runTunnel(ctx context.Context, rs *runState, s *slot) (time.Duration, error) {
 	ips, err := a.dialer.Resolve(ctx)
 	if err != nil {
 		a.m.TunnelConnects.WithLabelValues("error").Inc()
@@ -50,17 +87,11 @@ func (a *Agent) runTunnel(ctx, streamCtx context.Context, s *slot, streams *sync
 		a.log.Warn("cannot resolve gateway", "tunnel", s.index, "err", err)
 		return 0, err
 	}
-	s.mu.Lock()
-	ip := ips[(s.index+s.attempts)%len(ips)]
-	s.mu.Unlock()
-	conn, err := a.dialer.Dial(ctx, ctx, ip)
+	slices.SortFunc(ips, netip.Addr.Compare)
+	ip := s.pick(ips)
+	t, err := a.connect(ctx, s, ip)
 	if err == nil {
-		var sess *mux.Session
-		var hello mux.Message
-		sess, hello, err = mux.Agent(ctx, conn, a.settings, a.info(), func(m mux.Message) { a.onControl(s, m) })
-		if err == nil {
-			return a.serveTunnel(ctx, streamCtx, s, ip, sess, hello, streams)
-		}
+		return a.serveTunnel(ctx, rs, s, t, s.preferred(ips))
 	}
 	s.fail(err)
 	if tunnel.NeedsOperator(err) {
@@ -75,56 +106,191 @@ func (a *Agent) runTunnel(ctx, streamCtx context.Context, s *slot, streams *sync
 	return 0, err
 }
 
-func (a *Agent) serveTunnel(ctx, streamCtx context.Context, s *slot, ip netip.Addr, sess *mux.Session, hello mux.Message, streams *sync.WaitGroup) (time.Duration, error) {
-	start := time.Now()
+// tunnelConn is one established session of a slot.
+type tunnelConn struct {
+	sess   *mux.Session
+	ip     netip.Addr
+	hello  mux.Message
+	goaway chan struct{} // closed when the gateway node says goaway
+	start  time.Time
+}
+
+// connect dials the gateway at ip and starts a session.
+func (a *Agent) connect(ctx context.Context, s *slot, ip netip.Addr) (*tunnelConn, error) {
+	conn, err := a.dialer.Dial(ctx, ctx, ip)
+	if err != nil {
+		return nil, err
+	}
+	t := &tunnelConn{ip: ip, goaway: make(chan struct{})}
+	var once sync.Once
+	t.sess, t.hello, err = mux.Agent(ctx, conn, a.settings, a.info(), func(m mux.Message) {
+		if m.Type == mux.TypeGoaway {
+			a.log.Info("gateway node is going away: opening a replacement tunnel", "tunnel", s.index, "node", m.Node, "reason", m.Reason)
+			once.Do(func() { close(t.goaway) })
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.start = time.Now()
+	return t, nil
+}
+
+// serveTunnel accepts data streams on t until it ends. When the gateway node
+// says goaway, t is retired (it finishes its streams in the background) and
+// serveTunnel returns tunnel.ErrReplace, so that the slot opens its
+// replacement at once. A slot away from its preferred address tries to
+// return there every rebalanceInterval, opening the new tunnel before it
+// retires the old one.
+func (a *Agent) serveTunnel(ctx context.Context, rs *runState, s *slot, t *tunnelConn, preferred netip.Addr) (time.Duration, error) {
+	first := t.start
+	a.tunnelUp(s, t)
+	accepted := a.acceptStreams(ctx, rs, t)
+
+	rebalance := make(chan *tunnelConn)
+	rbCtx, stopRebalance := context.WithCancel(ctx)
+	var rb sync.WaitGroup
+	defer func() {
+		stopRebalance()
+		rb.Wait()
+	}()
+	if t.ip != preferred {
+		rb.Add(1)
+		go func() {
+			defer rb.Done()
+			a.rebalance(rbCtx, s, preferred, rebalance)
+		}()
+	}
+
+	for {
+		select {
+		case <-accepted:
+			s.detach(t.sess)
+			up, err := a.tunnelDown(t)
+			if ctx.Err() != nil {
+				return up, ctx.Err()
+			}
+			s.mu.Lock()
+			s.lastErr, s.lastErrAt = err.Error(), time.Now()
+			s.mu.Unlock()
+			a.log.Warn("tunnel disconnected", "tunnel", s.index, "gateway", t.ip.String(), "up", up.Round(time.Millisecond), "err", err)
+			return time.Since(first), err
+		case <-t.goaway:
+			s.detach(t.sess)
+			s.mu.Lock()
+			s.avoid = t.ip
+			s.mu.Unlock()
+			a.retire(rs, s, t, accepted, "gateway node going away")
+			return time.Since(first), tunnel.ErrReplace
+		case nt := <-rebalance:
+			a.retire(rs, s, t, accepted, "back to the preferred gateway "+nt.ip.String())
+			t = nt
+			a.tunnelUp(s, t)
+			accepted = a.acceptStreams(ctx, rs, t)
+		}
+	}
+}
+
+// rebalance tries, every rebalanceInterval, to open a tunnel to the slot's
+// preferred gateway address and hands it over when it comes up.
+func (a *Agent) rebalance(ctx context.Context, s *slot, preferred netip.Addr, out chan<- *tunnelConn) {
+	tick := time.NewTicker(a.rebalanceInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if a.draining.Load() {
+			continue
+		}
+		t, err := a.connect(ctx, s, preferred)
+		if err != nil {
+			a.log.Debug("preferred gateway still unavailable", "tunnel", s.index, "gateway", preferred.String(), "err", err)
+			continue
+		}
+		select {
+		case out <- t:
+			return
+		case <-ctx.Done():
+			t.sess.Close()
+			return
+		}
+	}
+}
+
+func (a *Agent) tunnelUp(s *slot, t *tunnelConn) {
+	if t.start.IsZero() {
+		t.start = time.Now()
+	}
 	a.m.TunnelConnects.WithLabelValues("ok").Inc()
 	a.m.TunnelsConnected.Inc()
 	if a.authFailed.Swap(false) {
 		a.log.Info("token accepted again")
 	}
 	s.mu.Lock()
-	s.sess, s.gateway, s.node, s.since, s.attempts = sess, ip, hello.Node, start, 0
+	s.sess, s.gateway, s.node, s.since, s.attempts, s.avoid = t.sess, t.ip, t.hello.Node, t.start, 0, netip.Addr{}
 	s.mu.Unlock()
-	a.log.Info("tunnel connected", "tunnel", s.index, "gateway", ip.String(), "node", hello.Node, "session", hello.SessionID)
+	a.log.Info("tunnel connected", "tunnel", s.index, "gateway", t.ip.String(), "node", t.hello.Node, "session", t.hello.SessionID)
 	if a.draining.Load() {
-		sess.Send(mux.Message{Type: mux.TypeDrain, Reason: "agent shutting down"})
+		t.sess.Send(mux.Message{Type: mux.TypeDrain, Reason: "agent shutting down"})
 	}
-
-	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	for {
-		st, err := sess.Accept(ctx)
-		if err != nil {
-			break
-		}
-		streams.Add(1)
-		go func() {
-			defer streams.Done()
-			a.serveStream(streamCtx, st)
-		}()
-	}
-	stop()
-	sess.Close()
-	up := time.Since(start)
-	err := sess.Err()
-	a.m.TunnelsConnected.Dec()
-	s.mu.Lock()
-	s.sess = nil
-	if ctx.Err() == nil {
-		s.lastErr, s.lastErrAt = err.Error(), time.Now()
-	}
-	s.mu.Unlock()
-	if ctx.Err() != nil {
-		return up, ctx.Err()
-	}
-	a.log.Warn("tunnel disconnected", "tunnel", s.index, "gateway", ip.String(), "up", up.Round(time.Millisecond), "err", err)
-	return up, err
 }
 
-func (a *Agent) onControl(s *slot, m mux.Message) {
-	switch m.Type {
-	case mux.TypeGoaway:
-		a.log.Info("gateway node is going away", "tunnel", s.index, "reason", m.Reason)
-	}
+func (a *Agent) tunnelDown(t *tunnelConn) (time.Duration, error) {
+	t.sess.Close()
+	a.m.TunnelsConnected.Dec()
+	return time.Since(t.start), t.sess.Err()
+}
+
+// acceptStreams serves t's data streams in a goroutine owned by rs.retiring
+// (it outlives serveTunnel when t is retired); the returned channel is closed
+// when the session has ended.
+func (a *Agent) acceptStreams(ctx context.Context, rs *runState, t *tunnelConn) <-chan struct{} {
+	done := make(chan struct{})
+	rs.retiring.Add(1)
+	go func() {
+		defer rs.retiring.Done()
+		defer close(done)
+		stop := context.AfterFunc(ctx, func() { t.sess.Close() })
+		defer stop()
+		for {
+			st, err := t.sess.Accept(ctx)
+			if err != nil {
+				return
+			}
+			rs.streams.Add(1)
+			go func() {
+				defer rs.streams.Done()
+				a.serveStream(rs.streamCtx, st)
+			}()
+		}
+	}()
+	return done
+}
+
+// retire tells the gateway to open nothing more on t, and closes t in the
+// background once its streams are done (or it ends on its own).
+func (a *Agent) retire(rs *runState, s *slot, t *tunnelConn, accepted <-chan struct{}, why string) {
+	t.sess.Send(mux.Message{Type: mux.TypeDrain, Reason: why})
+	rs.retiring.Add(1)
+	go func() {
+		defer rs.retiring.Done()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for t.sess.NumStreams() > 0 {
+			select {
+			case <-accepted:
+			case <-tick.C:
+				continue
+			}
+			break
+		}
+		up, err := a.tunnelDown(t)
+		<-accepted
+		a.log.Info("retired tunnel closed", "tunnel", s.index, "gateway", t.ip.String(), "up", up.Round(time.Millisecond), "why", why, "session_end", err)
+	}()
 }
 
 // operatorMessage is the one line logged when the gateway turns the agent

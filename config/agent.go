@@ -77,6 +77,11 @@ type Reconnect struct {
 	// MaxInterval caps the wait, and is the wait after the gateway rejects
 	// the token (401) or the agent (403); default 60s.
 	MaxInterval time.Duration `toml:"max_interval"`
+	// RebalanceInterval is how often a tunnel that failed over to another
+	// gateway address (its own was down or going away) tries to return to
+	// its own, so that tunnels stay spread over the gateway nodes; default
+	// 15s.
+	RebalanceInterval time.Duration `toml:"rebalance_interval"`
 }
 
 // Access is the agent's allow-list and the limits on proxied connections.
@@ -129,7 +134,7 @@ func DefaultAgent() Agent {
 			KeepaliveTimeout:  30 * time.Second,
 			HandshakeTimeout:  15 * time.Second,
 		},
-		Reconnect: Reconnect{InitialInterval: time.Second, MaxInterval: 60 * time.Second},
+		Reconnect: Reconnect{InitialInterval: time.Second, MaxInterval: 60 * time.Second, RebalanceInterval: 15 * time.Second},
 		Access:    Access{DialTimeout: 10 * time.Second, MaxStreams: 1024},
 		Metrics:   Metrics{Listen: "127.0.0.1:9464"},
 		Log:       DefaultLog(),
@@ -232,6 +237,7 @@ func (a *Agent) Validate() error {
 	r := a.Reconnect
 	positive(&errs, "reconnect.initial_interval", r.InitialInterval)
 	positive(&errs, "reconnect.max_interval", r.MaxInterval)
+	positive(&errs, "reconnect.rebalance_interval", r.RebalanceInterval)
 	if r.InitialInterval > r.MaxInterval {
 		add(fmt.Errorf("reconnect.initial_interval = %s must not exceed reconnect.max_interval = %s", r.InitialInterval, r.MaxInterval))
 	}

@@ -28,10 +28,10 @@ import (
 	"github.com/ferry-tunnel/ferry/tunnel"
 )
 
-// tokenRecheckInterval is how often live sessions are checked against the
-// store for rotated tokens and deleted agents (rotations through this node
-// close their tunnels at once).
-const tokenRecheckInterval = 5 * time.Second
+// storeSyncInterval is how often a node picks up what other nodes changed in
+// the shared store: rotated tokens and deleted agents (rotations through this
+// node close their tunnels at once) and connections.
+const storeSyncInterval = 5 * time.Second
 
 // Options are what New needs besides the config.
 type Options struct {
@@ -230,7 +230,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	servers.Add(1)
 	go func() {
 		defer servers.Done()
-		g.revalidate(g.life, tokenRecheckInterval)
+		g.syncStore(g.life, storeSyncInterval)
 	}()
 	startErr := g.startConnections(ctx, statics)
 	if startErr == nil {
@@ -245,22 +245,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 // startConnections opens the static connections (an error stops the
-// gateway: the config is wrong) and the stored ones (an error is logged).
+// gateway: the config is wrong) and the stored ones (an error is logged and
+// retried by the store sync).
 func (g *Gateway) startConnections(ctx context.Context, statics []store.Connection) error {
 	for _, c := range statics {
-		if err := g.StartConnection(c); err != nil {
+		if err := g.startConnection(c, true); err != nil {
 			return fmt.Errorf("[[connections]] %q: %w", c.Name, err)
 		}
 	}
-	stored, err := g.store.ListConnections(ctx)
-	if err != nil {
-		return fmt.Errorf("list stored connections: %w", err)
-	}
-	for _, c := range stored {
-		if err := g.StartConnection(c); err != nil {
-			g.log.Error("cannot open stored connection", "connection", c.Name, "err", err)
-		}
-	}
+	g.syncConnections(ctx, map[string]string{})
 	return nil
 }
 
@@ -365,16 +358,21 @@ func (g *Gateway) tokenCurrent(ctx context.Context, p tunnel.Peer) (bool, error)
 	return subtle.ConstantTimeCompare(a.TokenHash, p.Credential) == 1, nil
 }
 
-// revalidate closes, every interval, the sessions whose token was rotated
-// or whose agent was deleted, also when that happened through another node.
-func (g *Gateway) revalidate(ctx context.Context, every time.Duration) {
+// syncStore follows changes made through other gateway nodes, which share
+// the store: every interval it closes the sessions whose token was rotated
+// or whose agent was deleted, and opens or closes connection listeners.
+func (g *Gateway) syncStore(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	failed := map[string]string{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if !g.draining.Load() {
+			g.syncConnections(ctx, failed)
 		}
 		for _, s := range g.reg.all() {
 			ok, err := g.tokenCurrent(ctx, s.peer)

@@ -68,7 +68,7 @@ func TestPickSpreadsAndSkipsDraining(t *testing.T) {
 	if s, total := r.pick("acme", nil); s != b || total != 2 {
 		t.Fatalf("pick chose %v (total %d), want the idle session", s.id, total)
 	}
-	if s, _ := r.pick("acme", b); s != a {
+	if s, _ := r.pick("acme", map[*session]bool{b: true}); s != a {
 		t.Fatal("skip ignored")
 	}
 	if s, _ := r.pick("other", nil); s != nil {

@@ -13,17 +13,26 @@ import (
 
 // connListener is one connection's local port.
 type connListener struct {
-	c    store.Connection
-	ln   net.Listener
-	done chan struct{}
+	c      store.Connection
+	static bool // from the config file, not the store
+	ln     net.Listener
+	done   chan struct{}
 }
 
 // StartConnection opens c's listener (admin.Backend). Each accepted client is
-// proxied to c.Target through c.Agent.
+// proxied to c.Target through c.Agent. Starting a connection that is already
+// open with the same settings does nothing.
 func (g *Gateway) StartConnection(c store.Connection) error {
+	return g.startConnection(c, false)
+}
+
+func (g *Gateway) startConnection(c store.Connection, static bool) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, ok := g.listeners[c.Name]; ok {
+	if l, ok := g.listeners[c.Name]; ok {
+		if l.c.Agent == c.Agent && l.c.Target == c.Target && l.c.Listen == c.Listen {
+			return nil // already open, e.g. by the store sync: starting is idempotent
+		}
 		return fmt.Errorf("connection %q is already listening", c.Name)
 	}
 	if g.draining.Load() {
@@ -33,7 +42,7 @@ func (g *Gateway) StartConnection(c store.Connection) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
-	l := &connListener{c: c, ln: ln, done: make(chan struct{})}
+	l := &connListener{c: c, static: static, ln: ln, done: make(chan struct{})}
 	g.listeners[c.Name] = l
 	go g.accept(l)
 	g.log.Info("connection listening", "connection", c.Name, "listen", ln.Addr().String(), "agent", c.Agent, "target", c.Target)
@@ -110,6 +119,55 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 		attrs = append(attrs, "reset", true, "err", res.Err)
 	}
 	g.log.Info("connection", attrs...)
+}
+
+// syncConnections makes this node's listeners match the stored connections,
+// so that connections created or deleted through another node's API (they
+// share the store) appear and disappear here too. failed remembers the last
+// error per connection so that a persistent one is logged once.
+func (g *Gateway) syncConnections(ctx context.Context, failed map[string]string) {
+	stored, err := g.store.ListConnections(ctx)
+	if err != nil {
+		g.log.Warn("cannot list stored connections", "err", err)
+		return
+	}
+	want := make(map[string]store.Connection, len(stored))
+	for _, c := range stored {
+		want[c.Name] = c
+	}
+	g.mu.Lock()
+	var stale []string
+	running := make(map[string]bool, len(g.listeners))
+	for name, l := range g.listeners {
+		running[name] = true
+		if c, ok := want[name]; !l.static && (!ok || c.Agent != l.c.Agent || c.Target != l.c.Target || c.Listen != l.c.Listen) {
+			stale = append(stale, name)
+		}
+	}
+	g.mu.Unlock()
+	for _, name := range stale {
+		g.StopConnection(name)
+		delete(running, name)
+		g.log.Info("connection removed from the store: stopped listening", "connection", name)
+	}
+	for name := range failed {
+		if _, ok := want[name]; !ok {
+			delete(failed, name)
+		}
+	}
+	for name, c := range want {
+		if running[name] {
+			continue
+		}
+		if err := g.StartConnection(c); err != nil {
+			if failed[name] != err.Error() {
+				g.log.Error("cannot open stored connection", "connection", name, "err", err)
+				failed[name] = err.Error()
+			}
+			continue
+		}
+		delete(failed, name)
+	}
 }
 
 // openResult is the metric label for a failed open.

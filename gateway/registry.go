@@ -87,9 +87,9 @@ func (r *registry) all() []*session {
 }
 
 // pick chooses the live, non-draining session of agent with the fewest
-// streams, rotating among ties; skip excludes a session that just failed.
+// streams, rotating among ties; skip excludes sessions that just failed.
 // total is the agent's stream count over all its sessions.
-func (r *registry) pick(agent string, skip *session) (best *session, total int) {
+func (r *registry) pick(agent string, skip map[*session]bool) (best *session, total int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	list := r.byAgent[agent]
@@ -99,7 +99,7 @@ func (r *registry) pick(agent string, skip *session) (best *session, total int) 
 		s := list[(int(r.next)+i)%len(list)]
 		n := s.sess.NumStreams()
 		total += n
-		if s == skip || s.sess.PeerDraining() || s.sess.Err() != nil {
+		if skip[s] || s.sess.PeerDraining() || s.sess.Err() != nil {
 			continue
 		}
 		if best == nil || n < bestN {
@@ -117,27 +117,34 @@ func (g *Gateway) Dial(ctx context.Context, agent, target string) (*mux.Stream, 
 	return g.dialStream(ctx, agent, target, newID("c"))
 }
 
+// maxOpenAttempts bounds how many tunnels one connection tries: a tunnel
+// that died between pick and open, or an agent replica that is draining
+// (busy), sends it on to the next.
+const maxOpenAttempts = 4
+
 func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string) (*mux.Stream, error) {
-	var skip *session
-	for range 2 {
-		s, total := g.reg.pick(agent, skip)
+	tried := map[*session]bool{}
+	var last error = ErrAgentOffline
+	for range maxOpenAttempts {
+		s, total := g.reg.pick(agent, tried)
 		if s == nil {
-			return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, ErrAgentOffline)
+			break
 		}
 		if total >= g.cfg.Limits.MaxStreamsPerAgent {
 			return nil, fmt.Errorf("dial %s through agent %q: %w of %d ([limits] max_streams_per_agent)", target, agent, ErrAgentBusy, g.cfg.Limits.MaxStreamsPerAgent)
 		}
 		st, err := s.sess.Open(ctx, mux.OpenRequest{Target: target, ConnID: connID})
-		if errors.Is(err, mux.ErrSessionClosed) {
-			skip = s // it died between pick and open: try another tunnel once
+		if err == nil {
+			return st, nil
+		}
+		var oe *mux.OpenError
+		if errors.Is(err, mux.ErrSessionClosed) || (errors.As(err, &oe) && oe.Reply.Code == mux.CodeBusy) {
+			tried[s], last = true, err
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, err)
-		}
-		return st, nil
+		return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, err)
 	}
-	return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, ErrAgentOffline)
+	return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, last)
 }
 
 func newID(prefix string) string {

@@ -20,6 +20,9 @@ var (
 	// ErrNoGatewayIP: the gateway name resolved to no address within
 	// allowed_ips.
 	ErrNoGatewayIP = errors.New("no permitted gateway address")
+	// ErrReplace ends an Attempt whose tunnel is being replaced (its gateway
+	// node is going away): Reconnect starts the next attempt at once.
+	ErrReplace = errors.New("tunnel replaced")
 )
 
 // NeedsOperator reports whether err can only be fixed by a person (a new

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -45,8 +46,11 @@ func (r Reconnect) Run(ctx context.Context, attempt Attempt, onWait func(err err
 		if ctx.Err() != nil {
 			return
 		}
-		if up >= r.StableAfter {
+		if up >= r.StableAfter || errors.Is(err, ErrReplace) {
 			b.Reset()
+		}
+		if errors.Is(err, ErrReplace) {
+			continue
 		}
 		// Jitter spreads reconnects around the interval; never past the
 		// maximum the operator configured.
