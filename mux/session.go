@@ -44,7 +44,7 @@ func (e *OpenError) Error() string {
 // session's goroutines.
 type Session struct {
 	set       Settings
-	conn      net.Conn
+	conn      *watchedConn
 	sm        *smux.Session
 	ctrl      *smux.Stream
 	onMessage func(Message)
@@ -75,7 +75,8 @@ func Gateway(ctx context.Context, conn net.Conn, set Settings, hello Message, on
 		conn.Close()
 		return nil, Message{}, err
 	}
-	conn = noEOF{conn}
+	wc := &watchedConn{Conn: conn}
+	conn = wc
 	sm, err := smux.Client(conn, set.smux())
 	if err != nil {
 		conn.Close()
@@ -104,7 +105,7 @@ func Gateway(ctx context.Context, conn net.Conn, set Settings, hello Message, on
 		return fail(fmt.Errorf("%w: first agent message is %q, want info", ErrProtocol, info.Type))
 	}
 	ctrl.SetDeadline(time.Time{})
-	s := newSession(set, conn, sm, ctrl, onMessage)
+	s := newSession(set, wc, sm, ctrl, onMessage)
 	s.wg.Add(1)
 	go s.rejectAgentStreams()
 	return s, info, nil
@@ -119,7 +120,8 @@ func Agent(ctx context.Context, conn net.Conn, set Settings, info Message, onMes
 		conn.Close()
 		return nil, Message{}, err
 	}
-	conn = noEOF{conn}
+	wc := &watchedConn{Conn: conn}
+	conn = wc
 	sm, err := smux.Server(conn, set.smux())
 	if err != nil {
 		conn.Close()
@@ -154,10 +156,10 @@ func Agent(ctx context.Context, conn net.Conn, set Settings, info Message, onMes
 		return fail(fmt.Errorf("send info: %w", err))
 	}
 	ctrl.SetDeadline(time.Time{})
-	return newSession(set, conn, sm, ctrl, onMessage), hello, nil
+	return newSession(set, wc, sm, ctrl, onMessage), hello, nil
 }
 
-func newSession(set Settings, conn net.Conn, sm *smux.Session, ctrl *smux.Stream, onMessage func(Message)) *Session {
+func newSession(set Settings, conn *watchedConn, sm *smux.Session, ctrl *smux.Stream, onMessage func(Message)) *Session {
 	if onMessage == nil {
 		onMessage = func(Message) {}
 	}
@@ -243,6 +245,15 @@ func (s *Session) shutdown(why error) {
 		close(s.done)
 		s.sm.Close()
 		s.conn.Close()
+		s.mu.Lock()
+		streams := make([]*Stream, 0, len(s.streams))
+		for _, st := range s.streams {
+			streams = append(streams, st)
+		}
+		s.mu.Unlock()
+		for _, st := range streams {
+			st.notifyAbort(ErrSessionClosed)
+		}
 	})
 }
 
@@ -362,6 +373,7 @@ func (s *Session) readControl() {
 		case TypeReset:
 			if st := s.lookup(m.Stream); st != nil {
 				st.peerResetOnce.Do(func() { close(st.peerReset) })
+				st.notifyAbort(ErrPeerReset)
 			}
 			s.Send(Message{Type: TypeResetAck, Stream: m.Stream})
 		case TypeResetAck:
@@ -380,28 +392,50 @@ func (s *Session) readControl() {
 	}
 }
 
+// ErrKeepaliveTimeout ends a session whose peer was silent for the
+// keepalive timeout while we were waiting to hear from it.
+var ErrKeepaliveTimeout = errors.New("keepalive timeout: no data from the peer")
+
 // ping measures the round trip on the control stream every keepalive
-// interval.
+// interval, and closes the session once a read has waited for the peer
+// longer than the keepalive timeout. The peer pings every interval, so a
+// live link is never silent that long. (smux's own keepalive checks only once
+// per timeout, which would let a dead link live up to twice as long; it
+// stays as a backstop.)
 func (s *Session) ping() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.set.KeepaliveInterval)
 	defer t.Stop()
+	watch := time.NewTicker(min(s.set.KeepaliveInterval, s.set.KeepaliveTimeout/8))
+	defer watch.Stop()
+	if !s.sendPing() {
+		return
+	}
 	for {
-		s.mu.Lock()
-		s.seq++
-		seq := s.seq
-		s.pings[seq] = time.Now()
-		delete(s.pings, seq-4) // an unanswered ping is forgotten after a few intervals
-		s.mu.Unlock()
-		if s.Send(Message{Type: TypePing, Seq: seq}) != nil {
-			return
-		}
 		select {
 		case <-t.C:
+			if !s.sendPing() {
+				return
+			}
+		case now := <-watch.C:
+			if d := s.conn.silentFor(now); d > s.set.KeepaliveTimeout {
+				s.shutdown(fmt.Errorf("%w for %s", ErrKeepaliveTimeout, d.Round(time.Millisecond)))
+				return
+			}
 		case <-s.done:
 			return
 		}
 	}
+}
+
+func (s *Session) sendPing() bool {
+	s.mu.Lock()
+	s.seq++
+	seq := s.seq
+	s.pings[seq] = time.Now()
+	delete(s.pings, seq-4) // an unanswered ping is forgotten after a few intervals
+	s.mu.Unlock()
+	return s.Send(Message{Type: TypePing, Seq: seq}) == nil
 }
 
 // watch ends the session when smux does (keepalive timeout, I/O error).
@@ -439,15 +473,33 @@ func writeControl(w io.Writer, mu *sync.Mutex, m Message) error {
 	return err
 }
 
-// noEOF keeps a tunnel's end from looking like a stream's clean end: smux
-// hands the connection's read error to every stream, and io.EOF there would
-// read as a FIN.
-type noEOF struct{ net.Conn }
+// watchedConn is the tunnel connection as smux sees it. It keeps a
+// tunnel's end from looking like a stream's clean end (smux hands the
+// connection's read error to every stream, and io.EOF there would read as a
+// FIN), and it records since when a read has been waiting, for the
+// keepalive watchdog.
+type watchedConn struct {
+	net.Conn
+	readSince atomic.Int64 // unix nanoseconds when the pending read began; 0 when none
+}
 
-func (c noEOF) Read(p []byte) (int, error) {
+func (c *watchedConn) Read(p []byte) (int, error) {
+	c.readSince.Store(time.Now().UnixNano())
 	n, err := c.Conn.Read(p)
+	c.readSince.Store(0)
 	if errors.Is(err, io.EOF) {
 		err = ErrTunnelClosed
 	}
 	return n, err
+}
+
+// silentFor is how long a pending read has been waiting for the peer; 0
+// when no read is pending (smux pauses reading while its buffer is full,
+// which says nothing about the link).
+func (c *watchedConn) silentFor(now time.Time) time.Duration {
+	since := c.readSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return now.Sub(time.Unix(0, since))
 }

@@ -24,13 +24,13 @@ func TestMain(m *testing.M) {
 }
 
 // transports are the byte streams sessions are tested over.
-var transports = map[string]func(t *testing.T) (gw, ag net.Conn){
-	"pipe": func(t *testing.T) (net.Conn, net.Conn) { return net.Pipe() },
+var transports = map[string]func(t testing.TB) (gw, ag net.Conn){
+	"pipe": func(t testing.TB) (net.Conn, net.Conn) { return net.Pipe() },
 	"tcp":  tcpPair,
 	"wss":  wssPair,
 }
 
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 }
 
 // wssPair is a WebSocket over real TLS, as the tunnel uses.
-func wssPair(t *testing.T) (net.Conn, net.Conn) {
+func wssPair(t testing.TB) (net.Conn, net.Conn) {
 	ch := make(chan net.Conn, 1)
 	done := make(chan struct{})
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -80,7 +80,7 @@ func testSettings() Settings {
 }
 
 // sessionPair starts both ends of a session over the named transport.
-func sessionPair(t *testing.T, transport string) (gw, ag *Session) {
+func sessionPair(t testing.TB, transport string) (gw, ag *Session) {
 	t.Helper()
 	gc, ac := transports[transport](t)
 	ctx := context.Background()
@@ -113,7 +113,7 @@ func sessionPair(t *testing.T, transport string) (gw, ag *Session) {
 }
 
 // serveAgent answers every stream on ag with handle after an ok reply.
-func serveAgent(t *testing.T, ag *Session, handle func(st *Stream)) *sync.WaitGroup {
+func serveAgent(t testing.TB, ag *Session, handle func(st *Stream)) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -274,7 +274,7 @@ func TestKeepaliveTimeout(t *testing.T) {
 		s, _, err := Agent(context.Background(), ac, set, Message{}, nil)
 		if err == nil {
 			s.sm.SetDeadline(time.Time{})
-			s.conn.(noEOF).Conn.(*net.TCPConn).CloseRead()
+			s.conn.Conn.(*net.TCPConn).CloseRead()
 			<-s.Done()
 			s.Close()
 		}
@@ -299,7 +299,7 @@ type pipeHarness struct {
 	gw, ag         *Session
 }
 
-func newPipeHarness(t *testing.T, transport string) *pipeHarness {
+func newPipeHarness(t testing.TB, transport string) *pipeHarness {
 	gw, ag := sessionPair(t, transport)
 	h := &pipeHarness{gw: gw, ag: ag, gwRes: make(chan PipeResult, 1), agRes: make(chan PipeResult, 1)}
 	cliA, cliB := tcpPair(t)

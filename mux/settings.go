@@ -64,7 +64,7 @@ func (s Settings) smux() *smux.Config {
 	c := smux.DefaultConfig()
 	c.Version = 2
 	c.KeepAliveInterval = s.KeepaliveInterval
-	c.KeepAliveTimeout = s.KeepaliveTimeout
+	c.KeepAliveTimeout = 2 * s.KeepaliveTimeout // a backstop: Session's watchdog acts first
 	c.MaxFrameSize = s.FrameSize
 	c.MaxReceiveBuffer = s.SessionBuffer
 	c.MaxStreamBuffer = s.StreamWindow

@@ -17,6 +17,9 @@ type Stream struct {
 
 	peerReset     chan struct{} // closed when the peer asked for a reset
 	peerResetOnce sync.Once
+	abortMu       sync.Mutex
+	onAbort       func(error)   // set by Pipe: called on a peer reset or the session's end
+	abortErr      error         // why, if that happened before onAbort was set
 	acked         chan struct{} // closed when the peer acknowledged our reset
 	ackOnce       sync.Once
 	closeOnce     sync.Once
@@ -36,6 +39,32 @@ func (st *Stream) Reply(r Reply) error {
 	defer st.SetWriteDeadline(time.Time{})
 	_, err := st.Write(r.Append(make([]byte, 0, 4+len(r.Message))))
 	return err
+}
+
+// notifyAbort tells the stream's Pipe that the peer reset the stream or the
+// session ended. Safe from any goroutine; never blocks for long.
+func (st *Stream) notifyAbort(why error) {
+	st.abortMu.Lock()
+	f := st.onAbort
+	if f == nil && st.abortErr == nil {
+		st.abortErr = why
+	}
+	st.abortMu.Unlock()
+	if f != nil {
+		f(why)
+	}
+}
+
+// setOnAbort registers Pipe's abort; it runs at once if the reason came
+// first.
+func (st *Stream) setOnAbort(f func(error)) {
+	st.abortMu.Lock()
+	st.onAbort = f
+	why := st.abortErr
+	st.abortMu.Unlock()
+	if why != nil {
+		f(why)
+	}
 }
 
 // PeerReset is closed when the other side has aborted the stream.
