@@ -19,7 +19,9 @@ import (
 var errAddrDenied = errors.New("resolved address not allowed")
 
 // serveStream answers one data stream: check, dial, reply, pipe, log.
-func (a *Agent) serveStream(ctx context.Context, st *mux.Stream) {
+// retired reports whether the stream's tunnel is being replaced; its new
+// streams are then answered busy, for the gateway to retry elsewhere.
+func (a *Agent) serveStream(ctx context.Context, st *mux.Stream, retired func() bool) {
 	start := time.Now()
 	a.active.Add(1)
 	defer a.active.Add(-1)
@@ -38,6 +40,9 @@ func (a *Agent) serveStream(ctx context.Context, st *mux.Stream) {
 	switch {
 	case a.draining.Load():
 		a.refuse(st, req, mux.CodeBusy, "agent is shutting down", start)
+		return
+	case retired():
+		a.refuse(st, req, mux.CodeBusy, "tunnel is being replaced", start)
 		return
 	case a.active.Load() > int64(a.cfg.Access.MaxStreams):
 		a.refuse(st, req, mux.CodeBusy, fmt.Sprintf("agent at its limit of %d connections ([access] max_streams)", a.cfg.Access.MaxStreams), start)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-tunnel/ferry/mux"
@@ -108,11 +109,12 @@ func (a *Agent) runTunnel(ctx context.Context, rs *runState, s *slot) (time.Dura
 
 // tunnelConn is one established session of a slot.
 type tunnelConn struct {
-	sess   *mux.Session
-	ip     netip.Addr
-	hello  mux.Message
-	goaway chan struct{} // closed when the gateway node says goaway
-	start  time.Time
+	sess    *mux.Session
+	ip      netip.Addr
+	hello   mux.Message
+	goaway  chan struct{} // closed when the gateway node says goaway
+	start   time.Time
+	retired atomic.Bool // streams that still arrive are answered busy
 }
 
 // connect dials the gateway at ip and starts a session.
@@ -263,29 +265,46 @@ func (a *Agent) acceptStreams(ctx context.Context, rs *runState, t *tunnelConn) 
 			rs.streams.Add(1)
 			go func() {
 				defer rs.streams.Done()
-				a.serveStream(rs.streamCtx, st)
+				a.serveStream(rs.streamCtx, st, t.retired.Load)
 			}()
 		}
 	}()
 	return done
 }
 
+// retireSettle is the least time a retired tunnel keeps serving new streams
+// after its drain, so that the gateway has read the drain before the agent
+// starts answering busy: an open that crossed the drain on the wire is
+// served, not cut.
+const retireSettle = 250 * time.Millisecond
+
 // retire tells the gateway to open nothing more on t, and closes t in the
-// background once its streams are done (or it ends on its own).
+// background once its streams are done (or it ends on its own). Until the
+// gateway has surely seen the drain (the settle time, at least two round
+// trips) new streams are served; after it they are answered busy, which
+// makes the gateway retry on another tunnel. Only then can t's stream count
+// reaching zero be trusted.
 func (a *Agent) retire(rs *runState, s *slot, t *tunnelConn, accepted <-chan struct{}, why string) {
 	t.sess.Send(mux.Message{Type: mux.TypeDrain, Reason: why})
 	rs.retiring.Add(1)
 	go func() {
 		defer rs.retiring.Done()
+		settle := time.NewTimer(max(retireSettle, 2*t.sess.RTT()))
+		select {
+		case <-settle.C:
+		case <-accepted:
+		}
+		settle.Stop()
+		t.retired.Store(true)
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
+	wait:
 		for t.sess.NumStreams() > 0 {
 			select {
 			case <-accepted:
+				break wait
 			case <-tick.C:
-				continue
 			}
-			break
 		}
 		up, err := a.tunnelDown(t)
 		<-accepted
