@@ -36,6 +36,10 @@ type Options struct {
 	// Registry receives the agent's metrics; nil means a new registry with
 	// the Go and process collectors.
 	Registry *prometheus.Registry
+	// OnReady, if set, is called once by Run when the agent serves: the
+	// metrics endpoint listens and the tunnels are being dialled (systemd's
+	// READY=1, a Windows service's Running).
+	OnReady func()
 }
 
 // Agent is a running ferry-agent. Create it with New and start it with Run;
@@ -43,6 +47,7 @@ type Options struct {
 type Agent struct {
 	cfg      config.Agent
 	log      *slog.Logger
+	onReady  func()
 	getenv   func(string) string
 	version  string
 	instance string
@@ -87,6 +92,7 @@ func New(cfg *config.Agent, o Options) (*Agent, error) {
 		instance: newInstanceID(),
 		started:  time.Now(),
 		reg:      o.Registry,
+		onReady:  o.OnReady,
 
 		rebalanceInterval: cfg.Reconnect.RebalanceInterval,
 	}
@@ -176,6 +182,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.log.Info("ferry-agent started", "version", a.version, "gateway", a.cfg.Gateway.URL,
 		"tunnels", len(a.slots), "instance", a.instance, "allow_rules", len(a.policy.Load().Rules()))
+	if a.onReady != nil {
+		a.onReady()
+	}
 
 	<-ctx.Done()
 	a.drain(a.cfg.Agent.ShutdownGrace, abortStreams)

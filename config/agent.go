@@ -166,21 +166,20 @@ func defaultLockFile(goos string, getenv func(string) string, tmp string) string
 // it, and checks that a token can be found (see [Agent.ResolveToken]) so that
 // a missing token stops the agent at start. The token itself is not stored:
 // call ResolveToken when connecting, which also picks up a rotated token file.
+//
+// FERRY_AGENT_<SECTION>_<KEY> environment variables override the file's
+// keys; see [ReadAgent] and [EnvAgentPrefix].
 func LoadAgent(path string) (*Agent, error) {
-	return loadAgent(path, os.Getenv)
+	return loadAgent(path, nil)
 }
 
 func loadAgent(path string, getenv func(string) string) (*Agent, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read agent config: %w", err)
-	}
-	a, err := ParseAgent(data, path)
+	a, name, err := readAgent(path, envLookup(getenv))
 	if err != nil {
 		return nil, err
 	}
 	if _, err := a.ResolveToken(getenv); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return a, nil
 }
@@ -188,8 +187,18 @@ func loadAgent(path string, getenv func(string) string) (*Agent, error) {
 // ParseAgent is [LoadAgent] on a config already in memory, without the token
 // check; name (usually the file path) prefixes errors.
 func ParseAgent(data []byte, name string) (*Agent, error) {
+	return parseAgent(data, name, nil)
+}
+
+// parseAgent is ParseAgent with the environment (lookup; nil for none)
+// applied over the file.
+func parseAgent(data []byte, name string, lookup lookupFunc) (*Agent, error) {
 	a := DefaultAgent()
 	if err := decode(data, name, &a); err != nil {
+		return nil, err
+	}
+	applied, err := applyEnv(&a, EnvAgentPrefix, lookup)
+	if err != nil {
 		return nil, err
 	}
 	if a.Agent.LockFile == "" {
@@ -200,7 +209,7 @@ func ParseAgent(data []byte, name string) (*Agent, error) {
 		a.Gateway.URL = u.String()
 	}
 	if err := a.Validate(); err != nil {
-		return nil, inFile(name, err)
+		return nil, envErrors(name, err, applied)
 	}
 	a.Gateway.AllowedPrefixes, _ = parsePrefixes("gateway.allowed_ips", a.Gateway.AllowedIPs)
 	return &a, nil

@@ -25,10 +25,23 @@ type Log struct {
 	// Format is text (default; logfmt-style key=value) or json (one object
 	// per line).
 	Format string `toml:"format"`
+	// File, when not empty, is a log file written besides stderr, in the
+	// same format. It is rotated by size: the full file becomes FILE.1,
+	// FILE.1 becomes FILE.2 and so on. Default "": stderr only.
+	File string `toml:"file"`
+	// MaxSizeMB is the size in MiB at which File is rotated; 1-10240,
+	// default 50.
+	MaxSizeMB int `toml:"max_size_mb"`
+	// MaxFiles is how many log files are kept, File itself included; the
+	// oldest is deleted at rotation. 1-1000, default 5 (1 keeps no old
+	// file: File is truncated when full).
+	MaxFiles int `toml:"max_files"`
 }
 
-// DefaultLog returns the default logging settings: level info, text format.
-func DefaultLog() Log { return Log{Level: "info", Format: "text"} }
+// DefaultLog returns the default logging settings: level info, text
+// format, stderr only; a log file, when set, rotates at 50 MiB and keeps 5
+// files.
+func DefaultLog() Log { return Log{Level: "info", Format: "text", MaxSizeMB: 50, MaxFiles: 5} }
 
 // SlogLevel returns Level as a slog.Level; an unknown level gives Info.
 func (l Log) SlogLevel() slog.Level {
@@ -54,6 +67,15 @@ func (l Log) validate() error {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q: want text or json", l.Format))
+	}
+	if l.MaxSizeMB < 1 || l.MaxSizeMB > 10240 {
+		errs = append(errs, fmt.Errorf("log.max_size_mb = %d: must be between 1 and 10240 (MiB)", l.MaxSizeMB))
+	}
+	if l.MaxFiles < 1 || l.MaxFiles > 1000 {
+		errs = append(errs, fmt.Errorf("log.max_files = %d: must be between 1 and 1000", l.MaxFiles))
+	}
+	if l.File != "" && strings.HasSuffix(l.File, string(os.PathSeparator)) {
+		errs = append(errs, fmt.Errorf("log.file %q names a directory: give a file path, such as %q", l.File, l.File+"ferry.log"))
 	}
 	return errors.Join(errs...)
 }

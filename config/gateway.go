@@ -146,21 +146,20 @@ func DefaultGateway() Gateway {
 // LoadGateway reads the gateway config file at path: it decodes it over
 // [DefaultGateway], rejects unknown keys, validates it, and checks that the
 // admin token file, if one is named, is readable.
+//
+// FERRY_GATEWAY_<SECTION>_<KEY> environment variables override the file's
+// keys; see [ReadGateway] and [EnvGatewayPrefix].
 func LoadGateway(path string) (*Gateway, error) {
-	return loadGateway(path, os.Getenv)
+	return loadGateway(path, nil)
 }
 
 func loadGateway(path string, getenv func(string) string) (*Gateway, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read gateway config: %w", err)
-	}
-	g, err := ParseGateway(data, path)
+	g, name, err := readGateway(path, envLookup(getenv))
 	if err != nil {
 		return nil, err
 	}
 	if _, err := g.ResolveAdminToken(getenv); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return g, nil
 }
@@ -168,12 +167,22 @@ func loadGateway(path string, getenv func(string) string) (*Gateway, error) {
 // ParseGateway is [LoadGateway] on a config already in memory, without the
 // admin token check; name (usually the file path) prefixes errors.
 func ParseGateway(data []byte, name string) (*Gateway, error) {
+	return parseGateway(data, name, nil)
+}
+
+// parseGateway is ParseGateway with the environment (lookup; nil for none)
+// applied over the file.
+func parseGateway(data []byte, name string, lookup lookupFunc) (*Gateway, error) {
 	g := DefaultGateway()
 	if err := decode(data, name, &g); err != nil {
 		return nil, err
 	}
+	applied, err := applyEnv(&g, EnvGatewayPrefix, lookup)
+	if err != nil {
+		return nil, err
+	}
 	if err := g.Validate(); err != nil {
-		return nil, inFile(name, err)
+		return nil, envErrors(name, err, applied)
 	}
 	return &g, nil
 }

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs (from Debian's packages) and starts the PostgreSQL and Redis that
-# the end-to-end tests reach through the tunnel.
+# the end-to-end tests reach through the tunnel; installs iproute2 and
+# nftables for the network-namespace tests, and promtool (Debian's
+# prometheus package) for the alert-rule tests; and systemd-analyze,
+# osslsigncode and openssl for the service and release tests.
 #   scripts/test-services.sh start   install if absent, start, create the test role
 #   scripts/test-services.sh env     print the variables the tests read
 set -euo pipefail
@@ -14,6 +17,17 @@ install_missing() {
   local need=()
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  # Service and release tests: systemd-analyze verify, Authenticode signing.
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+  command -v osslsigncode >/dev/null 2>&1 || need+=(osslsigncode)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  # promtool (checks configs/prometheus/ferry-alerts.yml) comes with
+  # Debian's prometheus package; nothing is started from it.
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+  # The network-namespace tests (test/netns_test.go) build their topology
+  # with ip (veth, netns) and firewall the agent host with nft.
+  command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
+  command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
   if [ ${#need[@]} -gt 0 ]; then
     echo "test-services: installing ${need[*]}"
     as_root apt-get update -qq

@@ -1,9 +1,11 @@
 package tunnel
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -253,3 +255,148 @@ func redactURL(s string) string {
 	}
 	return u.Redacted()
 }
+
+// Probe steps, in the order Probe takes them.
+const (
+	StepConnect = "connect" // TCP to the gateway address, or to the proxy
+	StepProxy   = "proxy"   // the proxy's answer to CONNECT
+	StepTLS     = "tls"     // TLS handshake and certificate verification
+)
+
+// ProbeError says which step of [Dialer.Probe] failed. A failed
+// certificate verification leaves a *tls.CertificateVerificationError in
+// the chain, which holds the certificates the gateway presented.
+type ProbeError struct {
+	Step string // StepConnect, StepProxy or StepTLS
+	Err  error
+}
+
+func (e *ProbeError) Error() string { return e.Step + ": " + e.Err.Error() }
+func (e *ProbeError) Unwrap() error { return e.Err }
+
+// ProxyStatusError is a proxy's refusal of CONNECT (any status but 2xx).
+type ProxyStatusError struct {
+	Code   int
+	Status string // as the proxy wrote it, such as "403 Forbidden"
+}
+
+func (e *ProxyStatusError) Error() string { return "proxy answered " + e.Status + " to CONNECT" }
+
+// ProbeResult is what [Dialer.Probe] learned about one gateway address.
+type ProbeResult struct {
+	// Address is the gateway ip:port the probe reached.
+	Address string
+	// Proxy is the proxy it went through (password redacted), "" when direct.
+	Proxy string
+	// ConnectTime is the TCP connect time to the gateway, or to the proxy.
+	ConnectTime time.Duration
+	// TLS is the verified connection's state: VerifiedChains[0][0] is the
+	// gateway certificate.
+	TLS tls.ConnectionState
+}
+
+// Probe checks the path to the gateway at ip without authenticating: it
+// connects (through the proxy when one is set, asking it to CONNECT to
+// ip:port), completes a TLS handshake verified for the gateway host name
+// exactly as Dial does, and closes the connection. It sends no token.
+// Errors are *ProbeError. ctx and the handshake timeout bound it.
+func (d *Dialer) Probe(ctx context.Context, ip netip.Addr) (ProbeResult, error) {
+	res := ProbeResult{Address: net.JoinHostPort(ip.String(), d.port)}
+	if len(d.cfg.AllowedIPs) > 0 && !slices.ContainsFunc(d.cfg.AllowedIPs, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+		return res, &ProbeError{StepConnect, fmt.Errorf("%w: %s is outside allowed_ips", ErrNoGatewayIP, ip)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
+	defer cancel()
+	dialAddr := res.Address
+	if d.proxyURL != nil {
+		res.Proxy = d.proxyURL.Redacted()
+		dialAddr = proxyAddr(d.proxyURL)
+	}
+	start := time.Now()
+	var nd net.Dialer
+	conn, err := nd.DialContext(ctx, "tcp", dialAddr)
+	if err != nil {
+		return res, &ProbeError{StepConnect, err}
+	}
+	res.ConnectTime = time.Since(start)
+	defer conn.Close() // also ends the TLS layers on top
+	// Every later read and write ends when ctx does.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+
+	if d.proxyURL != nil {
+		if d.proxyURL.Scheme == "https" {
+			pc := d.tls.Clone()
+			pc.ServerName = d.proxyURL.Hostname()
+			pc.NextProtos = nil
+			tc := tls.Client(conn, pc)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				return res, &ProbeError{StepProxy, fmt.Errorf("TLS to proxy %s: %w", res.Proxy, err)}
+			}
+			conn = tc
+		}
+		pc, err := proxyConnect(conn, d.proxyURL, res.Address)
+		if err != nil {
+			return res, &ProbeError{StepProxy, err}
+		}
+		conn = pc
+	}
+	tc := tls.Client(conn, d.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return res, &ProbeError{StepTLS, err}
+	}
+	res.TLS = tc.ConnectionState()
+	return res, nil
+}
+
+// proxyAddr is the proxy's host:port, with the scheme's default port.
+func proxyAddr(p *url.URL) string {
+	port := p.Port()
+	if port == "" {
+		port = "80"
+		if p.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(p.Hostname(), port)
+}
+
+// proxyConnect asks the proxy on conn to CONNECT to target and returns the
+// connection to use from then on.
+func proxyConnect(conn net.Conn, p *url.URL, target string) (net.Conn, error) {
+	req := &http.Request{
+		Method: http.MethodConnect,
+		URL:    &url.URL{Opaque: target},
+		Host:   target,
+		Header: http.Header{},
+	}
+	if p.User != nil {
+		pass, _ := p.User.Password()
+		req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(p.User.Username()+":"+pass)))
+	}
+	if err := req.Write(conn); err != nil {
+		return nil, fmt.Errorf("send CONNECT %s: %w", target, err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return nil, fmt.Errorf("read the answer to CONNECT %s: %w", target, err)
+	}
+	// The body is not read: after 2xx there is none, and after a refusal
+	// the caller closes the connection.
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, &ProxyStatusError{Code: resp.StatusCode, Status: resp.Status}
+	}
+	if br.Buffered() > 0 {
+		return &bufferedConn{Conn: conn, r: br}, nil
+	}
+	return conn, nil
+}
+
+// bufferedConn reads first what a bufio.Reader already holds.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }

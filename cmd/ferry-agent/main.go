@@ -5,7 +5,10 @@
 // Usage:
 //
 //	ferry-agent [run] --config FILE   run in the foreground (the default)
+//	ferry-agent check [--config FILE] [--target host:port]
 //	ferry-agent status [--config FILE] [--json]
+//	ferry-agent healthcheck [--config FILE] [--url URL]
+//	ferry-agent service install|uninstall|start|stop   (systemd, Windows service)
 //	ferry-agent version
 package main
 
@@ -24,6 +27,7 @@ import (
 	"github.com/ferry-tunnel/ferry/access"
 	"github.com/ferry-tunnel/ferry/agent"
 	"github.com/ferry-tunnel/ferry/config"
+	"github.com/ferry-tunnel/ferry/internal/logfile"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -31,10 +35,16 @@ var version = "dev"
 
 const usage = `usage:
   ferry-agent [run] --config FILE      run the agent in the foreground (default command)
+  ferry-agent check [--config FILE] [--target host:port]
+                                       test the config, firewall, proxy, TLS and token, and
+                                       say which allow rule admits a target; exit 1 on failure
   ferry-agent status [--config FILE] [--json]
                                        show the running agent's tunnels and connections
+  ferry-agent service install|uninstall|...
+                                       run as a system service (systemd unit, Windows service);
+                                       "ferry-agent service help" lists the options
   ferry-agent version                  print the version
-`
+` + healthcheckUsage
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -48,8 +58,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "run":
 		return runAgent(args, stderr)
+	case "check":
+		return check(args, stdout, stderr)
 	case "status":
 		return status(args, stdout, stderr)
+	case "service":
+		return serviceMain(args, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "ferry-agent %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -81,20 +97,28 @@ func runAgent(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ferry-agent: %v\n", err)
 		return 1
 	}
-	log := newLogger(stderr, cfg.Log)
+	logw, closeLog, err := openLogOutput(stderr, cfg.Log)
+	if err != nil {
+		fmt.Fprintf(stderr, "ferry-agent: %v\n", err)
+		return 1
+	}
+	defer closeLog()
+	log := newLogger(logw, cfg.Log)
 	lock, err := agent.AcquireLock(cfg.Agent.LockFile, "config "+*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry-agent: %v\n", err)
 		return 1
 	}
 	defer lock.Release()
-	a, err := agent.New(cfg, agent.Options{Version: version, Logger: log})
+	sd := newSystemdNotifier(log)
+	a, err := agent.New(cfg, agent.Options{Version: version, Logger: log, OnReady: sd.Ready})
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry-agent: %v\n", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, sd.Stopping)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -130,6 +154,19 @@ func reload(path string, a *agent.Agent, log *slog.Logger) {
 	}
 	a.SetPolicy(p)
 	log.Info("allow-list reloaded", "rules", len(p.Rules()))
+}
+
+// openLogOutput returns where the log goes: w, and also the rotating
+// [log] file when one is set. close closes that file.
+func openLogOutput(w io.Writer, l config.Log) (out io.Writer, close func(), err error) {
+	if l.File == "" {
+		return w, func() {}, nil
+	}
+	f, err := logfile.Open(logfile.Config{Path: l.File, MaxSize: int64(l.MaxSizeMB) << 20, MaxFiles: l.MaxFiles})
+	if err != nil {
+		return nil, nil, fmt.Errorf("[log] file: %w", err)
+	}
+	return logfile.Tee(w, f), func() { f.Close() }, nil
 }
 
 func newLogger(w io.Writer, l config.Log) *slog.Logger {
