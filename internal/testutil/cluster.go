@@ -139,6 +139,20 @@ func (n *GatewayNode) config() string {
 
 // Start writes the node's config and runs it until it logs that it serves.
 func (n *GatewayNode) Start() error {
+	// A restart reuses the ports the kernel picked the first time, and those
+	// are ephemeral ports: while the node was down, a client connection may
+	// have taken one as its source port for a moment. Try again briefly.
+	var err error
+	for range 20 {
+		if err = n.start(); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+func (n *GatewayNode) start() error {
 	if err := os.MkdirAll(n.DataDir, 0o700); err != nil {
 		return err
 	}
