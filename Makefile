@@ -6,12 +6,15 @@ BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 # Fuzz time per target for `make fuzz`; CI's `make test` runs the seed corpora only.
 FUZZTIME ?= 30s
 
-.PHONY: build run test unit e2e lint bench fuzz clean
+.PHONY: build run test unit e2e lint bench bench-short fuzz clean image dist
 
 build: ## build bin/ferry-agent and bin/ferry-gateway (static, no cgo)
 	$(BUILD) -o bin/ferry-agent ./cmd/ferry-agent
 	$(BUILD) -o bin/ferry-gateway ./cmd/ferry-gateway
 	$(BUILD) -o bin/demo-target ./internal/cmd/demo-target
+
+image: ## container images ferry-agent, ferry-gateway, ferry-demo-target:$(VERSION) and :latest (FROM scratch, static)
+	GO=$(GO) configs/container/build.sh $(VERSION) latest
 
 run: build ## gateway + agent + a demo target and a working connection, until Ctrl-C
 	scripts/run-local.sh
@@ -29,8 +32,30 @@ lint: ## go vet and a gofmt check
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench: ## micro-benchmarks of the hot paths
-	$(GO) test -run '^$$' -bench . -benchmem ./mux/ ./access/
+# `make bench`: BENCH_DURATION is the length of each timed measurement (2s
+# makes the whole run about five minutes); BENCH_FLAGS passes more flags to
+# ferry-bench, e.g. BENCH_FLAGS='-json bench.json'. See docs/performance.md.
+BENCH_DURATION ?= 2s
+BENCH_FLAGS    ?=
+MICROBENCHTIME ?= 300ms
+
+bench: build ## micro-benchmarks, then ferry-bench: direct vs reference forwarders vs Ferry on loopback
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(MICROBENCHTIME) ./mux/ ./access/
+	$(BUILD) -o bin/ferry-bench ./internal/cmd/ferry-bench
+	bin/ferry-bench -duration $(BENCH_DURATION) $(BENCH_FLAGS)
+
+bench-short: build ## a quick ferry-bench (under a minute): short runs, one rep, 1,000 idle connections
+	$(BUILD) -o bin/ferry-bench ./internal/cmd/ferry-bench
+	bin/ferry-bench -duration 500ms -reps 1 -idle-conns 1000 $(BENCH_FLAGS)
+
+# `make soak`: churn through a gateway pair and two agent replicas while they
+# are restarted one at a time; Linux, root. SOAK_DURATION (default 5m).
+SOAK_DURATION ?= 5m
+.PHONY: soak
+
+soak: build ## soak: verified connection churn through 2 gateway nodes and 2 agent replicas under rolling restarts
+	$(BUILD) -o bin/ferry-soak ./internal/cmd/ferry-soak
+	bin/ferry-soak -duration $(SOAK_DURATION) -agent-bin bin/ferry-agent -gateway-bin bin/ferry-gateway
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in ./mux ./access ./config; do \
@@ -38,6 +63,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+dist: ## release binaries for every platform in dist/ with SHA256SUMS; signs the .exe files when SIGN_CERT is set (docs/install.md)
+	VERSION=$(VERSION) GO=$(GO) scripts/dist.sh dist
 
 clean:
 	rm -rf bin dist .run
