@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -93,6 +94,21 @@ func TestOpenResultLabels(t *testing.T) {
 	} {
 		if got := openResult(err); got != want {
 			t.Errorf("%v: %s, want %s", err, got, want)
+		}
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	for err, want := range map[error]bool{
+		&mux.OpenError{Reply: mux.Reply{Code: mux.CodeBusy}}:   true,
+		&mux.OpenError{Reply: mux.Reply{Code: mux.CodeDenied}}: false,
+		fmt.Errorf("open: %w", mux.ErrSessionClosed):           true,
+		fmt.Errorf("read open reply: %w", io.ErrUnexpectedEOF): true,
+		fmt.Errorf("wait: %w", context.DeadlineExceeded):       false,
+		context.Canceled: false,
+	} {
+		if got := retryable(err); got != want {
+			t.Errorf("retryable(%v) = %v, want %v", err, got, want)
 		}
 	}
 }

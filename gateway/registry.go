@@ -137,14 +137,27 @@ func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string) 
 		if err == nil {
 			return st, nil
 		}
-		var oe *mux.OpenError
-		if errors.Is(err, mux.ErrSessionClosed) || (errors.As(err, &oe) && oe.Reply.Code == mux.CodeBusy) {
+		if retryable(err) {
 			tried[s], last = true, err
 			continue
 		}
 		return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, err)
 	}
 	return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, last)
+}
+
+// retryable reports whether an open that failed on one tunnel may go to the
+// agent's next one: the agent answered busy (a draining replica or a tunnel
+// being replaced), or the tunnel failed before any answer (it died between
+// pick and open; the client has sent nothing through it yet). A refusal or
+// a timeout is final: another tunnel would only repeat it.
+func retryable(err error) bool {
+	var oe *mux.OpenError
+	if errors.As(err, &oe) {
+		return oe.Reply.Code == mux.CodeBusy
+	}
+	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, mux.ErrBadRequest)
 }
 
 func newID(prefix string) string {
