@@ -220,7 +220,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	servers.Add(2)
 	go func() {
 		defer servers.Done()
-		tunSrv.Serve(tls.NewListener(g.tunLn, tunSrv.TLSConfig))
+		tunSrv.Serve(tls.NewListener(tunnel.Listener(g.tunLn), tunSrv.TLSConfig))
 	}()
 	go func() {
 		defer servers.Done()
@@ -312,6 +312,7 @@ func (g *Gateway) tunnelServer() *http.Server {
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}, // HTTP/1.1 only: WebSocket upgrades
 		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		BaseContext:  func(net.Listener) context.Context { return g.life },
+		ConnContext:  tunnel.ConnContext,
 	}
 }
 

@@ -175,6 +175,7 @@ func (d *Dialer) Dial(ctx, life context.Context, ip netip.Addr) (net.Conn, error
 	defer cancel()
 
 	dialer := &net.Dialer{Timeout: d.cfg.HandshakeTimeout, KeepAlive: 30 * time.Second}
+	var under *batchConn // the connection TLS runs on, for batching writes
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			// Direct: only the chosen gateway address. Through a proxy: only
@@ -182,7 +183,12 @@ func (d *Dialer) Dial(ctx, life context.Context, ip netip.Addr) (net.Conn, error
 			if d.proxyURL == nil && addr != target {
 				return nil, fmt.Errorf("refusing to dial %s: not the chosen gateway address %s", addr, target)
 			}
-			return dialer.DialContext(ctx, network, addr)
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			under = &batchConn{Conn: c}
+			return under, nil
 		},
 		TLSClientConfig:     d.tls,
 		TLSHandshakeTimeout: d.cfg.HandshakeTimeout,
@@ -222,7 +228,7 @@ func (d *Dialer) Dial(ctx, life context.Context, ip netip.Addr) (net.Conn, error
 	if err != nil {
 		return nil, d.handshakeError(resp, err)
 	}
-	return websocket.NetConn(life, c, websocket.MessageBinary), nil
+	return batched(websocket.NetConn(life, c, websocket.MessageBinary), under), nil
 }
 
 func (d *Dialer) handshakeError(resp *http.Response, err error) error {

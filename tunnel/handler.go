@@ -139,7 +139,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Result("ok")
-	h.cfg.Serve(websocket.NetConn(h.cfg.Life, c, websocket.MessageBinary), peer)
+	h.cfg.Serve(batched(websocket.NetConn(h.cfg.Life, c, websocket.MessageBinary), batchFrom(r.Context())), peer)
 }
 
 func bearer(v string) (string, bool) {

@@ -1,0 +1,132 @@
+package tunnel
+
+import (
+	"context"
+	"net"
+	"sync"
+)
+
+// A WebSocket message reaches TLS as several writes: coder/websocket
+// writes a frame header and then the payload, and a client masks its
+// payload through a 4 KiB buffer, so one 32 KiB smux frame from the agent
+// became eight TLS records and eight write(2) calls. batchConn sits under
+// TLS and gathers the records of one message into one write; the wrapper
+// over the WebSocket byte stream marks where a message begins and ends.
+// Nothing waits for more data: the batch is written as soon as the message
+// is.
+
+// maxBatch bounds what one batch holds; a larger message is written in
+// pieces of this size.
+const maxBatch = 256 << 10
+
+// batchConn is the TCP connection under TLS. Outside a batch, writes go
+// straight through.
+type batchConn struct {
+	net.Conn
+	mu       sync.Mutex
+	batching bool
+	buf      []byte
+}
+
+func (c *batchConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.batching {
+		return c.Conn.Write(p)
+	}
+	if len(c.buf)+len(p) > maxBatch {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) > maxBatch {
+			return c.Conn.Write(p)
+		}
+	}
+	c.buf = append(c.buf, p...)
+	return len(p), nil
+}
+
+func (c *batchConn) begin() {
+	c.mu.Lock()
+	c.batching = true
+	c.mu.Unlock()
+}
+
+func (c *batchConn) end() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.batching = false
+	return c.flushLocked()
+}
+
+func (c *batchConn) flushLocked() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.buf)
+	if cap(c.buf) > maxBatch {
+		c.buf = nil
+	} else {
+		c.buf = c.buf[:0]
+	}
+	return err
+}
+
+// batchedStream is the WebSocket byte stream: each Write is one message,
+// written to the TCP connection in one batch.
+type batchedStream struct {
+	net.Conn
+	under *batchConn
+}
+
+func (s batchedStream) Write(p []byte) (int, error) {
+	s.under.begin()
+	n, err := s.Conn.Write(p)
+	if ferr := s.under.end(); err == nil {
+		err = ferr
+	}
+	return n, err
+}
+
+// batched wraps the WebSocket byte stream ws whose TCP connection is under,
+// when there is one to batch on.
+func batched(ws net.Conn, under *batchConn) net.Conn {
+	if under == nil {
+		return ws
+	}
+	return batchedStream{Conn: ws, under: under}
+}
+
+// Listener wraps the gateway's tunnel listener (under TLS) so that the
+// tunnel handler can batch each WebSocket message into one write. Use it
+// with ConnContext in the http.Server.
+func Listener(ln net.Listener) net.Listener { return batchListener{ln} }
+
+type batchListener struct{ net.Listener }
+
+func (l batchListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &batchConn{Conn: c}, nil
+}
+
+type batchKey struct{}
+
+// ConnContext is the http.Server ConnContext hook that lets the tunnel
+// handler find the batching connection under a request's TLS connection.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if nc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = nc.NetConn()
+	}
+	if bc, ok := c.(*batchConn); ok {
+		return context.WithValue(ctx, batchKey{}, bc)
+	}
+	return ctx
+}
+
+func batchFrom(ctx context.Context) *batchConn {
+	bc, _ := ctx.Value(batchKey{}).(*batchConn)
+	return bc
+}
