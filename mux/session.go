@@ -406,7 +406,12 @@ func (s *Session) ping() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.set.KeepaliveInterval)
 	defer t.Stop()
-	watch := time.NewTicker(min(s.set.KeepaliveInterval, s.set.KeepaliveTimeout/8))
+	// Silence is checked every period; acting at timeout-period keeps the
+	// detection within the timeout, but never below interval+period, which
+	// a live link (pinged every interval) could reach.
+	period := min(s.set.KeepaliveInterval, s.set.KeepaliveTimeout/8)
+	limit := max(s.set.KeepaliveTimeout-period, s.set.KeepaliveInterval+period)
+	watch := time.NewTicker(period)
 	defer watch.Stop()
 	if !s.sendPing() {
 		return
@@ -418,7 +423,7 @@ func (s *Session) ping() {
 				return
 			}
 		case now := <-watch.C:
-			if d := s.conn.silentFor(now); d > s.set.KeepaliveTimeout {
+			if d := s.conn.silentFor(now); d > limit {
 				s.shutdown(fmt.Errorf("%w for %s", ErrKeepaliveTimeout, d.Round(time.Millisecond)))
 				return
 			}

@@ -17,13 +17,13 @@ mkdir -p "$RUN/gateway"
 
 pids=()
 cleanup() {
-  trap - INT TERM EXIT
+  trap - INT TERM HUP PIPE EXIT
   echo
   echo "stopping..."
   for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP PIPE EXIT
 
 # http_get URL: print the body of a plain-HTTP GET; fails unless 200.
 # Uses curl when present, else bash's /dev/tcp.

@@ -169,6 +169,22 @@ func TestSlowReaderDoesNotStallOthers(t *testing.T) {
 		return full, fmt.Sprintf("%d bytes written", n)
 	})
 	t.Logf("firehose stalled with %d MiB buffered between target and client", writer.Written.Load()>>20)
+	// The stall itself shows the buffering is bounded (per-stream windows);
+	// neither process may hold more than a few windows' worth for it.
+	const rssBound = 64 << 20
+	for _, p := range []struct {
+		name string
+		pid  int
+	}{{"gateway", g.Proc.PID()}, {"agent", a.Proc.PID()}} {
+		st, err := testutil.ReadProcStatus(p.pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s RSS %.1f MiB with a stalled reader (peak %.1f MiB)", p.name, float64(st.RSS)/(1<<20), float64(st.PeakRSS)/(1<<20))
+		if st.RSS > rssBound {
+			t.Errorf("%s holds %d MiB for one stalled reader, want under %d MiB", p.name, st.RSS>>20, rssBound>>20)
+		}
+	}
 
 	start := time.Now()
 	done := make(chan error, 1)
