@@ -10,24 +10,6 @@ import (
 	"testing"
 )
 
-func TestProbeURL(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct{ listen, want, err string }{
-		{"127.0.0.1:9464", "http://127.0.0.1:9464/readyz", ""},
-		{"0.0.0.0:9464", "http://127.0.0.1:9464/readyz", ""},
-		{":9464", "http://127.0.0.1:9464/readyz", ""},
-		{"[::]:9464", "http://[::1]:9464/readyz", ""},
-		{"agent.local:1", "http://agent.local:1/readyz", ""},
-		{"", "", "is empty"},
-		{"127.0.0.1:0", "", "give --url"},
-	} {
-		got, err := probeURL("metrics.listen", tt.listen, "/readyz")
-		if got != tt.want || (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
-			t.Errorf("probeURL(%q) = %q, %v; want %q, %q", tt.listen, got, err, tt.want, tt.err)
-		}
-	}
-}
-
 func TestHealthcheck(t *testing.T) {
 	t.Parallel()
 	var ready atomic.Bool

@@ -34,9 +34,9 @@ var ErrNotInstalled = errors.New("service not installed")
 // with an error (the failure count resets after a day), and an event log
 // source of the same name.
 func Install(s Spec) error {
-	m, err := mgr.Connect()
+	m, err := connect()
 	if err != nil {
-		return fmt.Errorf("connect to the service manager (run as Administrator): %w", err)
+		return err
 	}
 	defer m.Disconnect()
 	if old, err := m.OpenService(s.Name); err == nil {
@@ -78,49 +78,48 @@ func Install(s Spec) error {
 // Uninstall stops the service if it runs (waiting up to stopTimeout for
 // the drain), deletes it and its event log source.
 func Uninstall(name string, stopTimeout time.Duration) error {
-	m, err := mgr.Connect()
-	if err != nil {
-		return fmt.Errorf("connect to the service manager (run as Administrator): %w", err)
-	}
-	defer m.Disconnect()
-	s, err := m.OpenService(name)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, ErrNotInstalled)
-	}
-	defer s.Close()
-	if err := stop(s, stopTimeout); err != nil {
-		return err
-	}
-	if err := s.Delete(); err != nil {
-		return fmt.Errorf("delete service %s: %w", name, err)
-	}
-	eventlog.Remove(name)
-	return nil
+	return withService(name, func(s *mgr.Service) error {
+		if err := stop(s, stopTimeout); err != nil {
+			return err
+		}
+		if err := s.Delete(); err != nil {
+			return fmt.Errorf("delete service %s: %w", name, err)
+		}
+		eventlog.Remove(name)
+		return nil
+	})
 }
 
 // Start starts the service and waits up to timeout for it to run.
 func Start(name string, timeout time.Duration) error {
-	m, err := mgr.Connect()
-	if err != nil {
-		return fmt.Errorf("connect to the service manager (run as Administrator): %w", err)
-	}
-	defer m.Disconnect()
-	s, err := m.OpenService(name)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, ErrNotInstalled)
-	}
-	defer s.Close()
-	if err := s.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
-	}
-	return wait(s, svc.Running, timeout)
+	return withService(name, func(s *mgr.Service) error {
+		if err := s.Start(); err != nil {
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+		return wait(s, svc.Running, timeout)
+	})
 }
 
 // Stop asks the service to stop and waits up to timeout for its drain.
 func Stop(name string, timeout time.Duration) error {
+	return withService(name, func(s *mgr.Service) error { return stop(s, timeout) })
+}
+
+// connect opens the service manager; the caller disconnects.
+func connect() (*mgr.Mgr, error) {
 	m, err := mgr.Connect()
 	if err != nil {
-		return fmt.Errorf("connect to the service manager (run as Administrator): %w", err)
+		return nil, fmt.Errorf("connect to the service manager (run as Administrator): %w", err)
+	}
+	return m, nil
+}
+
+// withService runs f on the installed service called name, then closes
+// the service handle and disconnects from the service manager.
+func withService(name string, f func(s *mgr.Service) error) error {
+	m, err := connect()
+	if err != nil {
+		return err
 	}
 	defer m.Disconnect()
 	s, err := m.OpenService(name)
@@ -128,7 +127,7 @@ func Stop(name string, timeout time.Duration) error {
 		return fmt.Errorf("%s: %w", name, ErrNotInstalled)
 	}
 	defer s.Close()
-	return stop(s, timeout)
+	return f(s)
 }
 
 func stop(s *mgr.Service, timeout time.Duration) error {
