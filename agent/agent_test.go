@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ferry-tunnel/ferry/config"
+	"github.com/ferry-tunnel/ferry/internal/testutil"
 	"github.com/ferry-tunnel/ferry/mux"
 )
 
@@ -41,21 +42,7 @@ func newTestAgent(t *testing.T, allow ...string) *Agent {
 }
 
 func TestDialDecisions(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	open := ln.Addr().(*net.TCPAddr).Port
+	open := netip.MustParseAddrPort(testutil.NewCountingListener(t).Addr).Port()
 	closed := closedPort(t)
 	onlyCIDR := closedPort(t)
 	a := newTestAgent(t,

@@ -1,19 +1,9 @@
 package agent
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -25,36 +15,12 @@ import (
 	"time"
 
 	"github.com/ferry-tunnel/ferry/config"
+	"github.com/ferry-tunnel/ferry/internal/testutil"
 	"github.com/ferry-tunnel/ferry/mux"
 	"github.com/ferry-tunnel/ferry/tunnel"
 )
 
 const checkToken = "fat_check-secret-token"
-
-// testCert is a self-signed certificate for names, valid until notAfter.
-func testCert(t *testing.T, notAfter time.Time, names ...string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0], Organization: []string{"Ferry test"}},
-		NotBefore:    time.Now().Add(-30 * 24 * time.Hour),
-		NotAfter:     notAfter,
-		DNSNames:     names,
-		IsCA:         true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
 
 // checkGateway is a TLS server running the real tunnel handler and the
 // gateway's end of a mux session, recording how each session ended.
@@ -70,19 +36,8 @@ type checkGateway struct {
 
 func startCheckGateway(t *testing.T, notAfter time.Time) *checkGateway {
 	t.Helper()
-	certPEM, keyPEM := testCert(t, notAfter, "localhost")
-	g := &checkGateway{caFile: filepath.Join(t.TempDir(), "ca.pem"), sessions: make(chan struct{}, 8)}
-	if err := os.WriteFile(g.caFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln, caFile := testutil.ListenTLS(t, notAfter, "localhost")
+	g := &checkGateway{caFile: caFile, sessions: make(chan struct{}, 8)}
 	_, g.port, _ = net.SplitHostPort(ln.Addr().String())
 	var wg sync.WaitGroup
 	h := tunnel.NewHandler(tunnel.HandlerConfig{
@@ -197,31 +152,9 @@ func wantLine(t *testing.T, out, status, check string, parts ...string) {
 	t.Errorf("no %q %q line containing %q", status, check, parts)
 }
 
-func listenTarget(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
-}
-
 func TestCheckAllOK(t *testing.T) {
 	g := startCheckGateway(t, time.Now().Add(90*24*time.Hour))
-	target := listenTarget(t)
+	target := testutil.NewCountingListener(t).Addr
 	cfg, _ := agentConfig(t, g, checkToken, "", target)
 	out, err := runCheck(t, cfg, CheckOptions{Target: target, Version: "test"})
 	if err != nil {
@@ -288,10 +221,11 @@ func TestCheckTLSProblems(t *testing.T) {
 		{"expired", now.Add(-time.Hour), nil, "FAIL", []string{"expired", "renew the gateway certificate"}},
 		{"expires soon", now.Add(3*24*time.Hour + time.Hour), nil, "warn", []string{"expires", "in 3 days", "renew it"}},
 		{"unknown CA", now.Add(90 * 24 * time.Hour), func(cfg *config.Agent, _ *checkGateway) {
-			other, _ := testCert(t, now.Add(time.Hour), "localhost")
-			f := filepath.Join(t.TempDir(), "other.pem")
-			os.WriteFile(f, other, 0o600)
-			cfg.Gateway.CAFile = f
+			other, _, err := testutil.WriteCertUntil(t.TempDir(), now.Add(time.Hour), "localhost")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Gateway.CAFile = other
 		}, "FAIL", []string{"does not trust", "subject CN=localhost", "ca_file"}},
 		{"wrong name", now.Add(90 * 24 * time.Hour), func(cfg *config.Agent, g *checkGateway) {
 			cfg.Gateway.URL = "wss://127.0.0.1:" + g.port + "/v1/tunnel"
@@ -349,7 +283,7 @@ func TestCheckAllowedIPsExcludeGateway(t *testing.T) {
 
 func TestCheckTargets(t *testing.T) {
 	g := startCheckGateway(t, time.Now().Add(90*24*time.Hour))
-	target := listenTarget(t)
+	target := testutil.NewCountingListener(t).Addr
 	_, port, _ := net.SplitHostPort(target)
 	cfg, _ := agentConfig(t, g, checkToken, "",
 		"db.internal:5432", "*.corp.example:443", "127.0.0.0/8:"+port, "10.0.0.0/8:6000")
@@ -396,7 +330,8 @@ func TestCheckThroughProxy(t *testing.T) {
 		{"forbidden", "403 Forbidden", "FAIL", []string{"refused CONNECT 127.0.0.1:" + g.port, "403 Forbidden", "allow CONNECT"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			proxy, reqs := testProxy(t, tc.answer)
+			p := testutil.NewConnectProxy(t, tc.answer)
+			proxy := p.Addr
 			cfg, _ := agentConfig(t, g, checkToken, fmt.Sprintf("proxy = %q\n", "http://user:pw-secret@"+proxy))
 			out, err := runCheck(t, cfg, CheckOptions{})
 			_, pport, _ := net.SplitHostPort(proxy)
@@ -411,7 +346,7 @@ func TestCheckThroughProxy(t *testing.T) {
 					t.Errorf("Check: %v", err)
 				}
 				wantLine(t, out, "ok", "token", "accepted")
-				if r := <-reqs; r.auth == "" || r.target != "127.0.0.1:"+g.port {
+				if r := <-p.Requests; r.Auth == "" || r.Target != "127.0.0.1:"+g.port {
 					t.Errorf("proxy got %+v", r)
 				}
 			} else if !errors.Is(err, ErrCheckFailed) {
@@ -430,60 +365,4 @@ func TestCheckConfigFailed(t *testing.T) {
 	out := b.String()
 	wantLine(t, out, "FAIL", "config", "unknown key")
 	wantLine(t, out, "FAIL", "config", "gateway.url is required")
-}
-
-type proxyReq struct{ target, auth string }
-
-// testProxy is a minimal HTTP CONNECT proxy. answer, when set, is the status
-// line it refuses every request with.
-func testProxy(t *testing.T, answer string) (string, chan proxyReq) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	reqs := make(chan proxyReq, 16)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil || req.Method != http.MethodConnect {
-					return
-				}
-				select {
-				case reqs <- proxyReq{req.Host, req.Header.Get("Proxy-Authorization")}:
-				default:
-				}
-				if answer != "" {
-					fmt.Fprintf(c, "HTTP/1.1 %s\r\nContent-Length: 0\r\n\r\n", answer)
-					return
-				}
-				up, err := net.Dial("tcp", req.Host)
-				if err != nil {
-					c.Write([]byte("HTTP/1.1 502 Bad Gateway\r\n\r\n"))
-					return
-				}
-				defer up.Close()
-				c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
-				done := make(chan struct{})
-				go func() { io.Copy(up, br); up.Close(); close(done) }()
-				io.Copy(c, up)
-				c.Close()
-				<-done
-			}()
-		}
-	}()
-	return ln.Addr().String(), reqs
 }

@@ -238,10 +238,29 @@ func TestOpenTimesOutWithoutReply(t *testing.T) {
 	}
 }
 
+// gatewaySessionEnds runs the gateway's end of a session over a TCP pair
+// whose agent end peer drives, and fails with failMsg unless the session
+// ends within timeout. The session is closed at cleanup.
+func gatewaySessionEnds(t *testing.T, timeout time.Duration, failMsg string, peer func(ac net.Conn)) *Session {
+	t.Helper()
+	gc, ac := tcpPair(t)
+	go peer(ac)
+	gw, _, err := Gateway(context.Background(), gc, testSettings(), Message{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	select {
+	case <-gw.Done():
+	case <-time.After(timeout):
+		t.Fatal(failMsg)
+	}
+	return gw
+}
+
 // TestAgentOpenedStreamClosesSession: only the gateway may open streams.
 func TestAgentOpenedStreamClosesSession(t *testing.T) {
-	gc, ac := tcpPair(t)
-	go func() {
+	gw := gatewaySessionEnds(t, 5*time.Second, "session not closed after the agent opened a stream", func(ac net.Conn) {
 		// A rogue agent: answers the handshake, then opens a stream itself.
 		sm, _, _ := Agent(context.Background(), ac, testSettings(), Message{}, nil)
 		if sm != nil {
@@ -249,17 +268,7 @@ func TestAgentOpenedStreamClosesSession(t *testing.T) {
 			<-sm.Done()
 			sm.Close()
 		}
-	}()
-	gw, _, err := Gateway(context.Background(), gc, testSettings(), Message{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Close()
-	select {
-	case <-gw.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("session not closed after the agent opened a stream")
-	}
+	})
 	if !errors.Is(gw.Err(), ErrProtocol) {
 		t.Fatalf("err %v, want ErrProtocol", gw.Err())
 	}
@@ -267,28 +276,16 @@ func TestAgentOpenedStreamClosesSession(t *testing.T) {
 
 // TestKeepaliveTimeout: a peer that goes silent is noticed.
 func TestKeepaliveTimeout(t *testing.T) {
-	gc, ac := tcpPair(t)
-	go func() {
+	gatewaySessionEnds(t, 10*time.Second, "dead peer not noticed", func(ac net.Conn) {
 		// Completes the handshake by hand, then never answers again.
-		set := testSettings()
-		s, _, err := Agent(context.Background(), ac, set, Message{}, nil)
+		s, _, err := Agent(context.Background(), ac, testSettings(), Message{}, nil)
 		if err == nil {
 			s.sm.SetDeadline(time.Time{})
 			s.conn.Conn.(*net.TCPConn).CloseRead()
 			<-s.Done()
 			s.Close()
 		}
-	}()
-	gw, _, err := Gateway(context.Background(), gc, testSettings(), Message{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Close()
-	select {
-	case <-gw.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("dead peer not noticed")
-	}
+	})
 }
 
 // pipeHarness runs Pipe on both sides: client ⇄ [gateway Pipe] ⇄ tunnel ⇄

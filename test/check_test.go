@@ -2,14 +2,7 @@ package test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -148,8 +141,8 @@ func TestCheckAgainstGateway(t *testing.T) {
 	})
 
 	t.Run("wrong CA", func(t *testing.T) {
-		other := filepath.Join(t.TempDir(), "other-ca.pem")
-		if err := os.WriteFile(other, selfSignedPEM(t, "localhost", time.Now().Add(24*time.Hour)), 0o600); err != nil {
+		other, _, err := testutil.WriteCert(t.TempDir(), "localhost")
+		if err != nil {
 			t.Fatal(err)
 		}
 		path, _ := checkConfig(t, g, tok, other, echo.Addr)
@@ -164,31 +157,15 @@ func TestCheckAgainstGateway(t *testing.T) {
 	t.Run("expired gateway certificate", func(t *testing.T) {
 		// A gateway serving an expired certificate that ca_file trusts.
 		dir := t.TempDir()
-		certPEM, keyPEM := selfSignedPair(t, "localhost", time.Now().Add(-time.Hour))
-		certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-		os.WriteFile(certFile, certPEM, 0o600)
-		os.WriteFile(keyFile, keyPEM, 0o600)
-		gwCfg := filepath.Join(dir, "gateway.toml")
-		os.WriteFile(gwCfg, []byte(fmt.Sprintf(`data_dir = %q
-node_id = "expired"
-
-[listen]
-tunnel = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-
-[tls]
-cert_file = %q
-key_file = %q
-
-[store]
-driver = "sqlite"
-`, dir, certFile, keyFile)), 0o600)
-		p := testutil.Start(t, "ferry-gateway", []string{"FERRY_ADMIN_TOKEN=adm-" + randomHex(16)}, gatewayBin, "serve", "--config", gwCfg)
-		m, err := p.Log.WaitFor(reGatewayStarted, startTimeout)
+		certFile, keyFile, err := testutil.WriteCertUntil(dir, time.Now().Add(-time.Hour), "localhost")
 		if err != nil {
-			t.Fatalf("gateway did not start: %v", err)
+			t.Fatal(err)
 		}
-		expired := &Gateway{TunnelAddr: m[1], CertFile: certFile}
+		o := gatewayOpts{DataDir: dir, Tunnel: "127.0.0.1:0", Admin: "127.0.0.1:0", AdminToken: "adm-" + randomHex(16)}
+		gwCfg := writeGatewayConfig(t, o, "expired", fmt.Sprintf("cert_file = %q\nkey_file = %q", certFile, keyFile))
+		expired := &Gateway{Opts: o, ConfigPath: gwCfg, CertFile: certFile, Conns: map[string]string{}}
+		expired.Proc = testutil.Start(t, "ferry-gateway", []string{"FERRY_ADMIN_TOKEN=" + o.AdminToken}, gatewayBin, "serve", "--config", gwCfg)
+		expired.awaitStart(t)
 		path, _ := checkConfig(t, expired, tok, "", echo.Addr)
 		res := runCheck(t, "--config", path)
 		if res.Code != 1 {
@@ -239,40 +216,4 @@ driver = "sqlite"
 			t.Errorf("extra argument: exit %d, want 2", res.Code)
 		}
 	})
-}
-
-// selfSignedPEM is a throw-away CA certificate for name.
-func selfSignedPEM(t *testing.T, name string, notAfter time.Time) []byte {
-	t.Helper()
-	c, _ := selfSignedPair(t, name, notAfter)
-	return c
-}
-
-// selfSignedPair is a throw-away self-signed certificate for name and its
-// key, both PEM.
-func selfSignedPair(t *testing.T, name string, notAfter time.Time) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-48 * time.Hour),
-		NotAfter:     notAfter,
-		DNSNames:     []string{name},
-		IsCA:         true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }

@@ -77,9 +77,21 @@ func startGateway(t *testing.T, o gatewayOpts) *Gateway {
 	if o.AdminToken == "" {
 		o.AdminToken = "adm-" + randomHex(16)
 	}
+	cfgPath := writeGatewayConfig(t, o, "e2e", "self_signed = true")
+	g := &Gateway{Opts: o, ConfigPath: cfgPath, CertFile: filepath.Join(o.DataDir, "tls", "cert.pem"), Conns: map[string]string{}}
+	g.Proc = testutil.Start(t, "ferry-gateway", []string{"FERRY_ADMIN_TOKEN=" + o.AdminToken}, gatewayBin, "serve", "--config", cfgPath)
+	g.awaitStart(t)
+	g.API = adminclient.New("http://"+g.AdminAddr, o.AdminToken, &http.Client{Timeout: 10 * time.Second})
+	return g
+}
+
+// writeGatewayConfig writes o as a gateway config with node_id nodeID and
+// tls as the keys of its [tls] table, and returns the file's path.
+func writeGatewayConfig(t *testing.T, o gatewayOpts, nodeID, tls string) string {
+	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "data_dir = %q\nnode_id = \"e2e\"\n\n[listen]\ntunnel = %q\nadmin = %q\n\n", o.DataDir, o.Tunnel, o.Admin)
-	b.WriteString("[tls]\nself_signed = true\n\n[store]\ndriver = \"sqlite\"\n\n[log]\nlevel = \"debug\"\n\n")
+	fmt.Fprintf(&b, "data_dir = %q\nnode_id = %q\n\n[listen]\ntunnel = %q\nadmin = %q\n\n", o.DataDir, nodeID, o.Tunnel, o.Admin)
+	fmt.Fprintf(&b, "[tls]\n%s\n\n[store]\ndriver = \"sqlite\"\n\n[log]\nlevel = \"debug\"\n\n", tls)
 	if o.Extra != "" {
 		b.WriteString(o.Extra + "\n\n")
 	}
@@ -94,8 +106,13 @@ func startGateway(t *testing.T, o gatewayOpts) *Gateway {
 	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &Gateway{Opts: o, ConfigPath: cfgPath, CertFile: filepath.Join(o.DataDir, "tls", "cert.pem"), Conns: map[string]string{}}
-	g.Proc = testutil.Start(t, "ferry-gateway", []string{"FERRY_ADMIN_TOKEN=" + o.AdminToken}, gatewayBin, "serve", "--config", cfgPath)
+	return cfgPath
+}
+
+// awaitStart waits for g.Proc to log that it started and reads from its log
+// the addresses it listens on, for tunnels, the API and each connection.
+func (g *Gateway) awaitStart(t *testing.T) {
+	t.Helper()
 	m, err := g.Proc.Log.WaitFor(reGatewayStarted, startTimeout)
 	if err != nil {
 		t.Fatalf("gateway did not start: %v", err)
@@ -106,13 +123,11 @@ func startGateway(t *testing.T, o gatewayOpts) *Gateway {
 			g.Conns[m[1]] = m[2]
 		}
 	}
-	for _, c := range o.Connections {
+	for _, c := range g.Opts.Connections {
 		if g.Conns[c.Name] == "" {
 			t.Fatalf("gateway logged no listen address for connection %q", c.Name)
 		}
 	}
-	g.API = adminclient.New("http://"+g.AdminAddr, o.AdminToken, &http.Client{Timeout: 10 * time.Second})
-	return g
 }
 
 // TunnelPort is the port agents connect to.

@@ -5,15 +5,12 @@ package test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -111,36 +108,10 @@ func startNetnsGateway(t *testing.T, topo *testutil.Topology, extra string, conn
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "data_dir = %q\nnode_id = \"e2e-netns\"\n\n[listen]\ntunnel = %q\nadmin = %q\n\n", o.DataDir, o.Tunnel, o.Admin)
-	fmt.Fprintf(&b, "[tls]\ncert_file = %q\nkey_file = %q\n\n[store]\ndriver = \"sqlite\"\n\n[log]\nlevel = \"debug\"\n\n", certFile, keyFile)
-	if extra != "" {
-		b.WriteString(extra + "\n\n")
-	}
-	for _, c := range conns {
-		fmt.Fprintf(&b, "[[connections]]\nname = %q\nagent = %q\ntarget = %q\nlisten = \"127.0.0.1:0\"\n\n", c.Name, c.Agent, c.Target)
-	}
-	cfgPath := filepath.Join(t.TempDir(), "gateway.toml")
-	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeGatewayConfig(t, o, "e2e-netns", fmt.Sprintf("cert_file = %q\nkey_file = %q", certFile, keyFile))
 	g := &Gateway{Opts: o, ConfigPath: cfgPath, CertFile: certFile, Conns: map[string]string{}}
 	g.Proc = topo.Gateway.Start(t, "ferry-gateway", []string{"FERRY_ADMIN_TOKEN=" + o.AdminToken}, gatewayBin, "serve", "--config", cfgPath)
-	m, err := g.Proc.Log.WaitFor(reGatewayStarted, startTimeout)
-	if err != nil {
-		t.Fatalf("gateway did not start: %v", err)
-	}
-	g.TunnelAddr, g.AdminAddr = m[1], m[2]
-	for _, line := range g.Proc.Log.Lines() {
-		if m := reConnListening.FindStringSubmatch(line); m != nil {
-			g.Conns[m[1]] = m[2]
-		}
-	}
-	for _, c := range conns {
-		if g.Conns[c.Name] == "" {
-			t.Fatalf("gateway logged no listen address for connection %q", c.Name)
-		}
-	}
+	g.awaitStart(t)
 	g.API = adminclient.New("http://"+g.AdminAddr, o.AdminToken, topo.Gateway.HTTPClient(10*time.Second))
 	return g
 }
@@ -231,43 +202,6 @@ func waitNsTunnels(t *testing.T, hc *http.Client, a *Agent, n int, timeout time.
 	})
 }
 
-// transferVia is transferOne over a connection from dial: size random
-// bytes out, half-close, and the echo checked by length, SHA-256 and a clean
-// end.
-func transferVia(dial func() (net.Conn, error), size int) error {
-	data := make([]byte, size)
-	rand.Read(data)
-	c, err := dial()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	writeErr := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(c, bytes.NewReader(data))
-		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
-		}
-		writeErr <- err
-	}()
-	h := sha256.New()
-	n, err := io.Copy(h, c)
-	if err != nil {
-		return fmt.Errorf("read after %d bytes: %w", n, err)
-	}
-	if err := <-writeErr; err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	if n != int64(size) {
-		return fmt.Errorf("got %d bytes back, sent %d", n, size)
-	}
-	if want := sha256.Sum256(data); !bytes.Equal(h.Sum(nil), want[:]) {
-		return errors.New("the echoed bytes differ from the sent ones (SHA-256 mismatch)")
-	}
-	return nil
-}
-
 // isTimeout reports whether a dial failed because nothing answered.
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -288,19 +222,10 @@ func TestEgressOnly(t *testing.T) {
 	// A service on the agent host, reachable from the gateway host before
 	// the firewall is up: what stops connections later is the firewall, not
 	// the topology.
-	probe := topo.Agent.Listen(t, "tcp", net.JoinHostPort(testutil.TopoAgentIP, "0"))
-	go func() {
-		for {
-			c, err := probe.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	c, err := topo.Gateway.DialTimeout("tcp", probe.Addr().String(), 5*time.Second)
+	probe := testutil.NewCountingListenerOn(t, topo.Agent.Listen(t, "tcp", net.JoinHostPort(testutil.TopoAgentIP, "0")))
+	c, err := topo.Gateway.DialTimeout("tcp", probe.Addr, 5*time.Second)
 	if err != nil {
-		t.Fatalf("before the firewall, the gateway host cannot reach the agent host at %s: %v", probe.Addr(), err)
+		t.Fatalf("before the firewall, the gateway host cannot reach the agent host at %s: %v", probe.Addr, err)
 	}
 	c.Close()
 	topo.Agent.Nft(t, agentFirewall(portOf(echo.Addr)))
@@ -375,7 +300,7 @@ func TestEgressOnly(t *testing.T) {
 	}
 	attempts := []attempt{
 		{topo.Gateway, agentAddr(agentMetrics)},
-		{topo.Gateway, probe.Addr().String()},
+		{topo.Gateway, probe.Addr},
 		{topo.Gateway, agentAddr("22")},
 		{topo.Gateway, agentAddr("443")},
 		{topo.Target, agentAddr(agentMetrics)},

@@ -99,12 +99,18 @@ func TestParallelHalfCloseEcho(t *testing.T) {
 	}
 }
 
-// transferOne writes size random bytes and half-closes while reading the
-// echo, and checks the echo byte for byte (by SHA-256) and its clean end.
+// transferOne is transferVia over a TCP connection to addr.
 func transferOne(addr string, size int) error {
+	return transferVia(func() (net.Conn, error) { return net.DialTimeout("tcp", addr, 10*time.Second) }, size)
+}
+
+// transferVia writes size random bytes to a connection from dial and
+// half-closes while reading the echo, and checks the echo byte for byte (by
+// SHA-256) and its clean end.
+func transferVia(dial func() (net.Conn, error), size int) error {
 	data := make([]byte, size)
 	rand.Read(data)
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	c, err := dial()
 	if err != nil {
 		return err
 	}
@@ -129,8 +135,7 @@ func transferOne(addr string, size int) error {
 	if n != int64(size) {
 		return fmt.Errorf("got %d bytes back, sent %d", n, size)
 	}
-	want := sha256.Sum256(data)
-	if !bytes.Equal(h.Sum(nil), want[:]) {
+	if want := sha256.Sum256(data); !bytes.Equal(h.Sum(nil), want[:]) {
 		return errors.New("the echoed bytes differ from the sent ones (SHA-256 mismatch)")
 	}
 	return nil

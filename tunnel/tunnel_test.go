@@ -1,29 +1,21 @@
 package tunnel
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/ferry-tunnel/ferry/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -43,19 +35,8 @@ type gateway struct {
 
 func startGateway(t *testing.T) *gateway {
 	t.Helper()
-	certPEM, keyPEM := selfSigned(t)
-	dir := t.TempDir()
-	g := &gateway{caFile: filepath.Join(dir, "ca.pem"), peers: make(chan Peer, 16), limiter: NewLimiter(3, nil)}
-	os.WriteFile(g.caFile, certPEM, 0o600)
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.addr = ln.Addr().String()
+	ln, caFile := testutil.ListenTLS(t, time.Now().Add(time.Hour), "localhost")
+	g := &gateway{addr: ln.Addr().String(), caFile: caFile, peers: make(chan Peer, 16), limiter: NewLimiter(3, nil)}
 	var mu sync.Mutex
 	h := NewHandler(HandlerConfig{
 		Authenticate: func(_ context.Context, token string) (Identity, error) {
@@ -172,10 +153,11 @@ func TestDrainingGatewayAnswers503(t *testing.T) {
 
 func TestWrongCAFails(t *testing.T) {
 	g := startGateway(t)
-	other, _ := selfSigned(t)
-	ca := filepath.Join(t.TempDir(), "other.pem")
-	os.WriteFile(ca, other, 0o600)
-	_, err := g.dialer(t, goodToken, func(c *DialConfig) { c.CAFile = ca }).Dial(context.Background(), context.Background(), loopback)
+	ca, _, err := testutil.WriteCert(t.TempDir(), "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = g.dialer(t, goodToken, func(c *DialConfig) { c.CAFile = ca }).Dial(context.Background(), context.Background(), loopback)
 	var uerr x509.UnknownAuthorityError
 	if !errors.As(err, &uerr) {
 		t.Fatalf("got %v, want unknown authority", err)
@@ -202,7 +184,8 @@ func TestAllowedIPs(t *testing.T) {
 // allowed IP, not the name, so allowed_ips holds; TLS still checks the name.
 func TestProxyConnectsToChosenIP(t *testing.T) {
 	g := startGateway(t)
-	proxyAddr, targets := connectProxy(t)
+	proxy := testutil.NewConnectProxy(t, "")
+	proxyAddr := proxy.Addr
 	d := g.dialer(t, goodToken, func(c *DialConfig) {
 		c.Proxy = "http://user:secret@" + proxyAddr
 		c.AllowedIPs = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
@@ -212,11 +195,11 @@ func TestProxyConnectsToChosenIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	got := <-targets
-	if got.target != g.addr {
-		t.Fatalf("proxy asked for %q, want the chosen IP %q", got.target, g.addr)
+	got := <-proxy.Requests
+	if got.Target != g.addr {
+		t.Fatalf("proxy asked for %q, want the chosen IP %q", got.Target, g.addr)
 	}
-	if got.auth == "" {
+	if got.Auth == "" {
 		t.Fatal("proxy credentials not sent")
 	}
 }
@@ -265,68 +248,4 @@ func TestLimiterWindow(t *testing.T) {
 	if !l.Allow("a") {
 		t.Fatal("limit did not expire")
 	}
-}
-
-type connectReq struct{ target, auth string }
-
-// connectProxy is a minimal HTTP CONNECT proxy that records each request.
-func connectProxy(t *testing.T) (string, chan connectReq) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	reqs := make(chan connectReq, 8)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil || req.Method != http.MethodConnect {
-					return
-				}
-				reqs <- connectReq{req.Host, req.Header.Get("Proxy-Authorization")}
-				up, err := net.Dial("tcp", req.Host)
-				if err != nil {
-					c.Write([]byte("HTTP/1.1 502 Bad Gateway\r\n\r\n"))
-					return
-				}
-				defer up.Close()
-				c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
-				go func() { io.Copy(up, br); up.Close() }()
-				io.Copy(c, up)
-			}()
-		}
-	}()
-	return ln.Addr().String(), reqs
-}
-
-func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		DNSNames:     []string{"localhost"},
-		IsCA:         true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }

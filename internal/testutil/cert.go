@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 )
 
@@ -19,6 +21,12 @@ import (
 // into dir. Several gateway nodes can share it as [tls] cert_file/key_file
 // and agents trust it as ca_file.
 func WriteCert(dir string, hosts ...string) (certFile, keyFile string, err error) {
+	return WriteCertUntil(dir, time.Now().Add(24*time.Hour), hosts...)
+}
+
+// WriteCertUntil is WriteCert for a certificate that expires at notAfter,
+// which may be in the past. Its subject is CN=hosts[0].
+func WriteCertUntil(dir string, notAfter time.Time, hosts ...string) (certFile, keyFile string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err
@@ -28,10 +36,12 @@ func WriteCert(dir string, hosts ...string) (certFile, keyFile string, err error
 		return "", "", err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "ferry test gateway"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: hosts[0]},
+		// Long before notAfter, so that an expired certificate is still a
+		// valid one, and clear of any clock skew.
+		NotBefore:             time.Now().Add(-30 * 24 * time.Hour),
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
@@ -60,4 +70,26 @@ func WriteCert(dir string, hosts ...string) (certFile, keyFile string, err error
 		return "", "", err
 	}
 	return certFile, keyFile, nil
+}
+
+// ListenTLS listens on 127.0.0.1:0 with a fresh self-signed certificate for
+// hosts that expires at notAfter (see WriteCertUntil), and returns the
+// listener, closed at cleanup, and the certificate's file for clients to
+// trust as their CA.
+func ListenTLS(t testing.TB, notAfter time.Time, hosts ...string) (ln net.Listener, caFile string) {
+	t.Helper()
+	certFile, keyFile, err := WriteCertUntil(t.TempDir(), notAfter, hosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err = tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, certFile
 }

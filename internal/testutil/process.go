@@ -1,11 +1,9 @@
 package testutil
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -129,38 +127,10 @@ type Process struct {
 // if the test failed, logs everything it wrote.
 func Start(t testing.TB, name string, env []string, bin string, args ...string) *Process {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = Environ(env...)
-	pr, pw, err := os.Pipe()
+	p, err := Spawn(name, env, nil, bin, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	p := &Process{Name: name, Cmd: cmd, Log: NewLog(), done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	pw.Close() // the child holds its own copy
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			p.Log.Append(sc.Text())
-		}
-		io.Copy(io.Discard, pr) // a line over 4 MiB: drain so the child never blocks
-		pr.Close()
-	}()
-	go func() {
-		err := cmd.Wait()
-		<-read
-		p.waitErr = err
-		p.Log.close()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
 		exitedBefore := p.Exited()
 		start := time.Now()

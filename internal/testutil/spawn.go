@@ -44,7 +44,7 @@ func Spawn(name string, env []string, tee io.Writer, bin string, args ...string)
 				fmt.Fprintln(tee, sc.Text())
 			}
 		}
-		io.Copy(io.Discard, pr)
+		io.Copy(io.Discard, pr) // a line over 4 MiB: drain so the child never blocks
 		pr.Close()
 	}()
 	go func() {

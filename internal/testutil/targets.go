@@ -22,6 +22,26 @@ func listen(t testing.TB) net.Listener {
 	return ln
 }
 
+// acceptEach accepts connections on ln until it is closed and runs handle
+// on each in a goroutine of its own. wg counts the loop and every handler.
+func acceptEach(ln net.Listener, wg *sync.WaitGroup, handle func(net.Conn)) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				handle(c)
+			}()
+		}
+	}()
+}
+
 // EchoServer copies everything it reads back to the sender until EOF, then
 // half-closes its side (CloseWrite), so a client that half-closes gets all
 // its bytes back and then a clean EOF.
@@ -37,27 +57,21 @@ type EchoServer struct {
 	errs     []error
 }
 
-// NewEchoServer starts an echo server, stopped at cleanup.
+// NewEchoServer starts an echo server on 127.0.0.1:0, stopped at cleanup.
 func NewEchoServer(t testing.TB) *EchoServer {
 	t.Helper()
-	s := &EchoServer{ln: listen(t)}
-	s.Addr = s.ln.Addr().String()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := s.ln.Accept()
-			if err != nil {
-				return
-			}
-			s.accepted.Add(1)
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.serve(c.(*net.TCPConn))
-			}()
-		}
-	}()
+	return NewEchoServerOn(t, listen(t))
+}
+
+// NewEchoServerOn is NewEchoServer on a listener of the caller's (one in a
+// namespace, say); it closes ln at cleanup.
+func NewEchoServerOn(t testing.TB, ln net.Listener) *EchoServer {
+	t.Helper()
+	s := &EchoServer{ln: ln, Addr: ln.Addr().String()}
+	acceptEach(ln, &s.wg, func(c net.Conn) {
+		s.accepted.Add(1)
+		s.serve(c.(*net.TCPConn))
+	})
 	t.Cleanup(func() {
 		s.ln.Close()
 		s.wg.Wait()
@@ -106,11 +120,18 @@ type CountingListener struct {
 	done     chan struct{}
 }
 
-// NewCountingListener starts a counting listener, stopped at cleanup.
+// NewCountingListener starts a counting listener on 127.0.0.1:0, stopped at
+// cleanup.
 func NewCountingListener(t testing.TB) *CountingListener {
 	t.Helper()
-	l := &CountingListener{ln: listen(t), done: make(chan struct{})}
-	l.Addr = l.ln.Addr().String()
+	return NewCountingListenerOn(t, listen(t))
+}
+
+// NewCountingListenerOn is NewCountingListener on a listener of the
+// caller's; it closes ln at cleanup.
+func NewCountingListenerOn(t testing.TB, ln net.Listener) *CountingListener {
+	t.Helper()
+	l := &CountingListener{ln: ln, Addr: ln.Addr().String(), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		for {
@@ -145,41 +166,36 @@ type WriterServer struct {
 	wg sync.WaitGroup
 }
 
-// NewWriterServer starts an endless writer, stopped at cleanup.
+// NewWriterServer starts an endless writer on 127.0.0.1:0, stopped at
+// cleanup.
 func NewWriterServer(t testing.TB) *WriterServer {
 	t.Helper()
-	s := &WriterServer{ln: listen(t), Ended: make(chan error, 64)}
-	s.Addr = s.ln.Addr().String()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	return NewWriterServerOn(t, listen(t))
+}
+
+// NewWriterServerOn is NewWriterServer on a listener of the caller's; it
+// closes ln at cleanup.
+func NewWriterServerOn(t testing.TB, ln net.Listener) *WriterServer {
+	t.Helper()
+	s := &WriterServer{ln: ln, Addr: ln.Addr().String(), Ended: make(chan error, 64)}
+	acceptEach(ln, &s.wg, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, 32<<10)
+		for i := range buf {
+			buf[i] = byte(i)
+		}
 		for {
-			c, err := s.ln.Accept()
+			n, err := c.Write(buf)
+			s.Written.Add(int64(n))
 			if err != nil {
+				select {
+				case s.Ended <- err:
+				default:
+				}
 				return
 			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				buf := make([]byte, 32<<10)
-				for i := range buf {
-					buf[i] = byte(i)
-				}
-				for {
-					n, err := c.Write(buf)
-					s.Written.Add(int64(n))
-					if err != nil {
-						select {
-						case s.Ended <- err:
-						default:
-						}
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	t.Cleanup(func() {
 		s.ln.Close()
 		s.wg.Wait()
