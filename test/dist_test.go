@@ -20,7 +20,8 @@ import (
 // SHA256SUMS matches, and osslsigncode accepts the signed .exe files only
 // against the right CA and rejects unsigned or altered ones.
 func TestDist(t *testing.T) {
-	t.Parallel()
+	// Not parallel: the cross builds would starve the timing-free but
+	// CPU-hungry tests that run beside it (the soak, the rolling restarts).
 	oss := requireTool(t, "osslsigncode", "osslsigncode")
 	requireTool(t, "openssl", "openssl")
 	dir := t.TempDir()

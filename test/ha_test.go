@@ -324,7 +324,7 @@ func TestRollingGatewayRestart(t *testing.T) {
 		nodes[i] = &testutil.GatewayNode{
 			Name: names[i], Bin: gatewayBin, DataDir: filepath.Join(dir, names[i]),
 			Tunnel: ip + ":" + port, Admin: "127.0.0.1:0", CertFile: cert, KeyFile: key,
-			Store: st, AdminToken: adminToken, Grace: "5s",
+			Store: st, AdminToken: adminToken,
 			Conns: []testutil.StaticConnection{{Name: "echo-" + names[i], Agent: agentName, Target: echo.Addr, Listen: ip + ":0"}},
 		}
 		startNode(t, tr, nodes[i])

@@ -125,7 +125,7 @@ func (n *GatewayNode) config() string {
 	fmt.Fprintf(&b, "[store]\ndriver = %q\ndsn = %q\n\n", n.Store.Driver, n.Store.DSN)
 	grace, level := n.Grace, n.LogLevel
 	if grace == "" {
-		grace = "5s"
+		grace = "30s" // the default: a slow transfer on a loaded machine finishes rather than being reset
 	}
 	if level == "" {
 		level = "info"
@@ -215,7 +215,7 @@ type AgentNode struct {
 	Allow     []string // [access] allow
 	HA        int      // default 2
 	Metrics   string   // [metrics] listen; default 127.0.0.1:0
-	Grace     string   // [agent] shutdown_grace; default 5s
+	Grace     string   // [agent] shutdown_grace; default 30s
 	Rebalance string   // [reconnect] rebalance_interval; default 500ms
 	HostsFile string   // run under unshare with this /etc/hosts ("" runs it directly)
 	LogLevel  string   // default info
@@ -266,7 +266,7 @@ lock_file = %q
 shutdown_grace = %q
 `, a.URL, filepath.Join(a.Dir, "agent.token"), a.CAFile, ha, def(a.Rebalance, "500ms"),
 		strings.Join(quoted, ", "), def(a.Metrics, "127.0.0.1:0"), def(a.LogLevel, "info"),
-		filepath.Join(a.Dir, "agent.lock"), def(a.Grace, "5s"))
+		filepath.Join(a.Dir, "agent.lock"), def(a.Grace, "30s"))
 }
 
 // Start writes the agent's config and token and runs it until its metrics

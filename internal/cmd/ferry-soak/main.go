@@ -227,7 +227,7 @@ func (s *soak) setUp(ctx context.Context) error {
 		n := &testutil.GatewayNode{
 			Name: s.nodeNames[i], Bin: s.o.gatewayBin, DataDir: filepath.Join(s.dir, s.nodeNames[i]),
 			Tunnel: ip + ":" + port, Admin: "127.0.0.1:0", CertFile: cert, KeyFile: key,
-			Store: s.store, AdminToken: s.adminToken, Grace: "5s",
+			Store: s.store, AdminToken: s.adminToken,
 			Conns:   []testutil.StaticConnection{{Name: "echo", Agent: agentName, Target: s.echo.Addr().String(), Listen: ip + ":0"}},
 			LogFile: filepath.Join(s.dir, "logs", s.nodeNames[i]+".log"),
 		}
