@@ -59,7 +59,6 @@ type Session struct {
 
 	rtt       atomic.Int64
 	draining  atomic.Bool // peer sent drain (seen by the gateway)
-	goaway    atomic.Bool // peer sent goaway (seen by the agent)
 	closeOnce sync.Once
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -202,9 +201,6 @@ func (s *Session) RTT() time.Duration { return time.Duration(s.rtt.Load()) }
 
 // PeerDraining reports whether the agent has asked for no new streams.
 func (s *Session) PeerDraining() bool { return s.draining.Load() }
-
-// GoingAway reports whether the gateway has announced it is shutting down.
-func (s *Session) GoingAway() bool { return s.goaway.Load() }
 
 // NumStreams is the number of open data streams.
 func (s *Session) NumStreams() int {
@@ -384,7 +380,6 @@ func (s *Session) readControl() {
 			s.draining.Store(true)
 			s.onMessage(m)
 		case TypeGoaway:
-			s.goaway.Store(true)
 			s.onMessage(m)
 		default:
 			s.onMessage(m)

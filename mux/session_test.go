@@ -432,7 +432,7 @@ func TestDrainAndGoaway(t *testing.T) {
 	defer gw.Close()
 	defer ag.Close()
 	gw.Send(Message{Type: TypeGoaway, Reason: "bye"})
-	if m := <-got; m.Type != TypeGoaway || !ag.GoingAway() {
+	if m := <-got; m.Type != TypeGoaway || m.Reason != "bye" {
 		t.Fatalf("agent got %+v", m)
 	}
 	ag.Send(Message{Type: TypeDrain})

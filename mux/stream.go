@@ -67,12 +67,6 @@ func (st *Stream) setOnAbort(f func(error)) {
 	}
 }
 
-// PeerReset is closed when the other side has aborted the stream.
-func (st *Stream) PeerReset() <-chan struct{} { return st.peerReset }
-
-// Session is the session the stream belongs to.
-func (st *Stream) Session() *Session { return st.sess }
-
 // Close ends the stream cleanly (a FIN in each direction not yet closed).
 func (st *Stream) Close() error {
 	var err error
