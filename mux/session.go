@@ -74,7 +74,7 @@ func Gateway(ctx context.Context, conn net.Conn, set Settings, hello Message, on
 		conn.Close()
 		return nil, Message{}, err
 	}
-	wc := &watchedConn{Conn: conn}
+	wc := newWatchedConn(conn)
 	conn = wc
 	sm, err := smux.Client(conn, set.smux())
 	if err != nil {
@@ -119,7 +119,7 @@ func Agent(ctx context.Context, conn net.Conn, set Settings, info Message, onMes
 		conn.Close()
 		return nil, Message{}, err
 	}
-	wc := &watchedConn{Conn: conn}
+	wc := newWatchedConn(conn)
 	conn = wc
 	sm, err := smux.Server(conn, set.smux())
 	if err != nil {
@@ -471,35 +471,4 @@ func writeControl(w io.Writer, mu *sync.Mutex, m Message) error {
 	}
 	_, err = w.Write(b)
 	return err
-}
-
-// watchedConn is the tunnel connection as smux sees it. It keeps a
-// tunnel's end from looking like a stream's clean end (smux hands the
-// connection's read error to every stream, and io.EOF there would read as a
-// FIN), and it records since when a read has been waiting, for the
-// keepalive watchdog.
-type watchedConn struct {
-	net.Conn
-	readSince atomic.Int64 // unix nanoseconds when the pending read began; 0 when none
-}
-
-func (c *watchedConn) Read(p []byte) (int, error) {
-	c.readSince.Store(time.Now().UnixNano())
-	n, err := c.Conn.Read(p)
-	c.readSince.Store(0)
-	if errors.Is(err, io.EOF) {
-		err = ErrTunnelClosed
-	}
-	return n, err
-}
-
-// silentFor is how long a pending read has been waiting for the peer; 0
-// when no read is pending (smux pauses reading while its buffer is full,
-// which says nothing about the link).
-func (c *watchedConn) silentFor(now time.Time) time.Duration {
-	since := c.readSince.Load()
-	if since == 0 {
-		return 0
-	}
-	return now.Sub(time.Unix(0, since))
 }

@@ -1,0 +1,192 @@
+package mux
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// watchedConn is the tunnel connection as smux sees it.
+//
+// Reading, it keeps a tunnel's end from looking like a stream's clean end
+// (smux hands the connection's read error to every stream, and io.EOF there
+// would read as a FIN), and it records since when a read has been waiting,
+// for the keepalive watchdog.
+//
+// Writing, it gathers frames: smux's send loop writes one frame per call,
+// and each call on the tunnel connection is one WebSocket message, one TLS
+// record and one system call. Write copies the frame into a pending batch
+// and returns; the flusher goroutine writes the whole batch as one message
+// whenever it is idle. Nothing waits for more data: a frame that finds the
+// flusher idle goes out at once, and frames that arrive while a batch is
+// being written travel together in the next one. Write blocks when
+// maxPending bytes are waiting, so a slow link pushes back on smux as
+// before.
+//
+// Close writes what smux has already handed over (for at most
+// closeFlushTimeout), closes the connection and waits for the flusher.
+type watchedConn struct {
+	net.Conn
+	readSince atomic.Int64 // unix nanoseconds when the pending read began; 0 when none
+
+	mu      sync.Mutex
+	space   sync.Cond // signalled when the pending batch has been taken
+	pending []byte
+	spare   []byte
+	werr    error // first write error, or net.ErrClosed after Close
+	wake    chan struct{}
+	quit    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	cerr    error
+}
+
+// maxPending bounds the bytes waiting for the flusher, and so the size of
+// one WebSocket message. The two batch buffers grow to it only under bulk
+// traffic and are then reused, not reallocated.
+const maxPending = 256 << 10
+
+// closeFlushTimeout bounds how long Close waits for the pending frames to
+// be written to a peer that does not read.
+const closeFlushTimeout = time.Second
+
+func newWatchedConn(c net.Conn) *watchedConn {
+	w := &watchedConn{
+		Conn: c,
+		wake: make(chan struct{}, 1),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	w.space.L = &w.mu
+	go w.flush()
+	return w
+}
+
+func (c *watchedConn) Read(p []byte) (int, error) {
+	c.readSince.Store(time.Now().UnixNano())
+	n, err := c.Conn.Read(p)
+	c.readSince.Store(0)
+	if errors.Is(err, io.EOF) {
+		err = ErrTunnelClosed
+	}
+	return n, err
+}
+
+// silentFor is how long a pending read has been waiting for the peer; 0
+// when no read is pending (smux pauses reading while its buffer is full,
+// which says nothing about the link).
+func (c *watchedConn) silentFor(now time.Time) time.Duration {
+	since := c.readSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return now.Sub(time.Unix(0, since))
+}
+
+// Write queues p for the flusher. An error is that of an earlier batch (the
+// tunnel is then dead) or net.ErrClosed.
+func (c *watchedConn) Write(p []byte) (int, error) {
+	return c.WriteBuffers([][]byte{p})
+}
+
+// WriteBuffers queues the concatenation of v. smux uses it to hand over a
+// frame's header and payload without copying them together first.
+func (c *watchedConn) WriteBuffers(v [][]byte) (int, error) {
+	n := 0
+	for _, b := range v {
+		n += len(b)
+	}
+	c.mu.Lock()
+	for c.werr == nil && len(c.pending) > 0 && len(c.pending)+n > maxPending {
+		c.space.Wait()
+	}
+	if c.werr != nil {
+		err := c.werr
+		c.mu.Unlock()
+		return 0, err
+	}
+	idle := len(c.pending) == 0
+	for _, b := range v {
+		c.pending = append(c.pending, b...)
+	}
+	c.mu.Unlock()
+	if idle {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+	return n, nil
+}
+
+// flush writes each pending batch as one message until Close or a write
+// error.
+func (c *watchedConn) flush() {
+	defer close(c.done)
+	for {
+		select {
+		case <-c.wake:
+		case <-c.quit:
+			c.writeBatch()
+			return
+		}
+		if !c.writeBatch() {
+			return
+		}
+	}
+}
+
+// writeBatch writes what is pending; false after a write error, which
+// also closes the connection so that smux's reads end too.
+func (c *watchedConn) writeBatch() bool {
+	c.mu.Lock()
+	if len(c.pending) == 0 {
+		c.mu.Unlock()
+		return true
+	}
+	batch := c.pending
+	c.pending, c.spare = c.spare[:0], nil
+	c.space.Broadcast()
+	c.mu.Unlock()
+	_, err := c.Conn.Write(batch)
+	c.mu.Lock()
+	c.spare = batch[:0]
+	if err != nil && c.werr == nil {
+		c.werr = err
+	}
+	c.space.Broadcast()
+	c.mu.Unlock()
+	if err != nil {
+		c.Conn.Close()
+		return false
+	}
+	return true
+}
+
+// Close stops the flusher after it has written what is pending (bounded by
+// closeFlushTimeout), then closes the connection. It is safe to call more
+// than once and from several goroutines; every call returns after the
+// flusher has exited.
+func (c *watchedConn) Close() error {
+	c.once.Do(func() {
+		c.mu.Lock()
+		if c.werr == nil {
+			c.werr = net.ErrClosed
+		}
+		c.space.Broadcast()
+		c.mu.Unlock()
+		close(c.quit)
+		t := time.NewTimer(closeFlushTimeout)
+		select {
+		case <-c.done:
+		case <-t.C:
+		}
+		t.Stop()
+		c.cerr = c.Conn.Close()
+	})
+	<-c.done
+	return c.cerr
+}
