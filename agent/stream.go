@@ -21,10 +21,19 @@ var errAddrDenied = errors.New("resolved address not allowed")
 // serveStream answers one data stream: check, dial, reply, pipe, log.
 // retired reports whether the stream's tunnel is being replaced; its new
 // streams are then answered busy, for the gateway to retry elsewhere.
-func (a *Agent) serveStream(ctx context.Context, st *mux.Stream, retired func() bool) {
+// release is called once the stream has ended, which for a proxied
+// connection is after serveStream has returned: the pipe's own goroutines
+// carry it from there.
+func (a *Agent) serveStream(ctx context.Context, st *mux.Stream, retired func() bool, release func()) {
 	start := time.Now()
 	a.active.Add(1)
-	defer a.active.Add(-1)
+	piped := false
+	defer func() {
+		if !piped {
+			a.active.Add(-1)
+			release()
+		}
+	}()
 
 	req, err := st.ReadRequest()
 	if err != nil {
@@ -61,17 +70,21 @@ func (a *Agent) serveStream(ctx context.Context, st *mux.Stream, retired func() 
 	}
 	a.m.Streams.WithLabelValues("ok").Inc()
 	a.m.StreamsActive.Inc()
-	res := mux.Pipe(ctx, conn, st)
-	a.m.StreamsActive.Dec()
-	a.m.Bytes.WithLabelValues("to_target").Add(float64(res.FromStream))
-	a.m.Bytes.WithLabelValues("from_target").Add(float64(res.ToStream))
-	attrs := []any{"conn", req.ConnID, "target", req.Target, "result", "ok",
-		"bytes_to_target", res.FromStream, "bytes_from_target", res.ToStream,
-		"duration", time.Since(start).Round(time.Millisecond)}
-	if res.Aborted {
-		attrs = append(attrs, "reset", true, "err", res.Err)
-	}
-	a.log.Info("connection", attrs...)
+	piped = true
+	mux.Start(ctx, conn, st, func(res mux.PipeResult) {
+		defer release()
+		defer a.active.Add(-1)
+		a.m.StreamsActive.Dec()
+		a.m.Bytes.WithLabelValues("to_target").Add(float64(res.FromStream))
+		a.m.Bytes.WithLabelValues("from_target").Add(float64(res.ToStream))
+		attrs := []any{"conn", req.ConnID, "target", req.Target, "result", "ok",
+			"bytes_to_target", res.FromStream, "bytes_from_target", res.ToStream,
+			"duration", time.Since(start).Round(time.Millisecond)}
+		if res.Aborted {
+			attrs = append(attrs, "reset", true, "err", res.Err)
+		}
+		a.log.Info("connection", attrs...)
+	})
 }
 
 func (a *Agent) refuse(st *mux.Stream, req mux.OpenRequest, code mux.Code, msg string, start time.Time) {

@@ -263,10 +263,7 @@ func (a *Agent) acceptStreams(ctx context.Context, rs *runState, t *tunnelConn) 
 				return
 			}
 			rs.streams.Add(1)
-			go func() {
-				defer rs.streams.Done()
-				a.serveStream(rs.streamCtx, st, t.retired.Load)
-			}()
+			go a.serveStream(rs.streamCtx, st, t.retired.Load, rs.streams.Done)
 		}
 	}()
 	return done

@@ -80,17 +80,20 @@ func (g *Gateway) accept(l *connListener) {
 		delay = 0
 		g.clients.Add(1)
 		g.active.Add(1)
-		go func() {
-			defer g.clients.Done()
-			defer g.active.Add(-1)
-			g.serveClient(l.c, conn.(*net.TCPConn))
-		}()
+		go g.serveClient(l.c, conn.(*net.TCPConn))
 	}
 }
 
 // serveClient proxies one client connection. A client whose stream cannot be
-// opened is reset at once; the reason goes to the log and the metrics.
+// opened is reset at once; the reason goes to the log and the metrics. It
+// releases the client's place in g.clients and g.active when the
+// connection has ended, which for a proxied one is after serveClient has
+// returned: the pipe's own goroutines carry it from there.
 func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
+	release := func() {
+		g.active.Add(-1)
+		g.clients.Done()
+	}
 	conn.SetNoDelay(true)
 	id := newID("c")
 	start := time.Now()
@@ -104,21 +107,24 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 		g.m.Streams.WithLabelValues(c.Agent, result).Inc()
 		g.log.Warn("connection refused", "conn", id, "connection", c.Name, "agent", c.Agent,
 			"target", c.Target, "client", conn.RemoteAddr().String(), "result", result, "err", err)
+		release()
 		return
 	}
 	g.m.Streams.WithLabelValues(c.Agent, "ok").Inc()
 	g.m.StreamsActive.Inc()
-	res := mux.Pipe(g.life, conn, st)
-	g.m.StreamsActive.Dec()
-	g.m.Bytes.WithLabelValues(c.Agent, "to_agent").Add(float64(res.ToStream))
-	g.m.Bytes.WithLabelValues(c.Agent, "from_agent").Add(float64(res.FromStream))
-	attrs := []any{"conn", id, "connection", c.Name, "agent", c.Agent, "target", c.Target,
-		"client", conn.RemoteAddr().String(), "bytes_to_agent", res.ToStream, "bytes_from_agent", res.FromStream,
-		"duration", time.Since(start).Round(time.Millisecond)}
-	if res.Aborted {
-		attrs = append(attrs, "reset", true, "err", res.Err)
-	}
-	g.log.Info("connection", attrs...)
+	mux.Start(g.life, conn, st, func(res mux.PipeResult) {
+		defer release()
+		g.m.StreamsActive.Dec()
+		g.m.Bytes.WithLabelValues(c.Agent, "to_agent").Add(float64(res.ToStream))
+		g.m.Bytes.WithLabelValues(c.Agent, "from_agent").Add(float64(res.FromStream))
+		attrs := []any{"conn", id, "connection", c.Name, "agent", c.Agent, "target", c.Target,
+			"client", conn.RemoteAddr().String(), "bytes_to_agent", res.ToStream, "bytes_from_agent", res.FromStream,
+			"duration", time.Since(start).Round(time.Millisecond)}
+		if res.Aborted {
+			attrs = append(attrs, "reset", true, "err", res.Err)
+		}
+		g.log.Info("connection", attrs...)
+	})
 }
 
 // syncConnections makes this node's listeners match the stored connections,

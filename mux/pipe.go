@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -32,76 +33,116 @@ const copyBufSize = 32 << 10
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
 // Pipe copies between conn and st until both directions have ended, then
-// closes both. Each direction carries its end of data as a half-close. When
-// anything fails (the tunnel dies, the peer resets the stream, conn is reset,
-// ctx is cancelled) conn is reset (linger 0) and the stream aborted, so
-// neither end mistakes a cut connection for a complete one.
-//
-// Pipe uses one goroutine besides the caller's, and an idle connection holds
-// no copy buffer.
+// closes both, and returns how the connection ended. It is Start waiting
+// for its result.
 func Pipe(ctx context.Context, conn HalfCloser, st *Stream) PipeResult {
-	var (
-		res       PipeResult
-		abortOnce sync.Once
-		mu        sync.Mutex // guards res.Aborted/res.Err against late aborts
-	)
-	abort := func(err error) {
-		abortOnce.Do(func() {
-			mu.Lock()
-			res.Aborted, res.Err = true, err
-			mu.Unlock()
-			Reset(conn)
-			st.SetDeadline(time.Now()) // unblocks this side's copies
-		})
-	}
-	st.setOnAbort(abort)
-	stop := context.AfterFunc(ctx, func() { abort(ctx.Err()) })
+	ch := make(chan PipeResult, 1)
+	Start(ctx, conn, st, func(r PipeResult) { ch <- r })
+	return <-ch
+}
 
-	up := make(chan struct{})
-	go func() { // conn → stream
-		defer close(up)
-		n, err := copyToStream(st, conn)
-		res.ToStream = n
-		if err == nil {
-			err = st.CloseWrite()
-		}
-		if err != nil {
-			abort(err)
-		}
-	}()
-	// stream → conn; smux's WriteTo holds no buffer while the stream is idle.
-	n, err := io.Copy(conn, st.Stream)
-	res.FromStream = n
+// Start copies between conn and st in two new goroutines and returns at
+// once; done receives the result on the last of them, after conn and st
+// are closed, and the pipe ends when done returns. Each direction carries
+// its end of data as a half-close. When anything fails (the tunnel dies,
+// the peer resets the stream, conn is reset, ctx is cancelled) conn is
+// reset (linger 0) and the stream aborted, so neither end mistakes a cut
+// connection for a complete one.
+//
+// The copies run on fresh goroutines rather than on the caller's, whose
+// stack has grown through the open handshake and logging: a proxied
+// connection that sits idle holds two small stacks and no copy buffer.
+func Start(ctx context.Context, conn HalfCloser, st *Stream, done func(PipeResult)) {
+	p := &pipe{conn: conn, st: st, done: done}
+	p.left.Store(2)
+	st.setOnAbort(p.abort)
+	p.stop = context.AfterFunc(ctx, func() { p.abort(ctx.Err()) })
+	go p.up()
+	go p.down()
+}
+
+// pipe is one proxied connection between Start and its done call.
+type pipe struct {
+	conn HalfCloser
+	st   *Stream
+	done func(PipeResult)
+	stop func() bool // unregisters the ctx watch
+
+	left      atomic.Int32 // copy goroutines still running; the last one finishes
+	toStream  int64        // written by up only
+	fromSt    int64        // written by down only
+	abortOnce sync.Once
+	mu        sync.Mutex // guards aborted and err against late aborts
+	aborted   bool
+	err       error
+}
+
+func (p *pipe) abort(err error) {
+	p.abortOnce.Do(func() {
+		p.mu.Lock()
+		p.aborted, p.err = true, err
+		p.mu.Unlock()
+		Reset(p.conn)
+		p.st.SetDeadline(time.Now()) // unblocks this side's copies
+	})
+}
+
+// up copies conn → stream.
+func (p *pipe) up() {
+	n, err := copyToStream(p.st, p.conn)
+	p.toStream = n
+	if err == nil {
+		err = p.st.CloseWrite()
+	}
+	if err != nil {
+		p.abort(err)
+	}
+	p.finish()
+}
+
+// down copies stream → conn; smux's WriteTo holds no buffer while the
+// stream is idle.
+func (p *pipe) down() {
+	n, err := io.Copy(p.conn, p.st.Stream)
+	p.fromSt = n
 	if err == nil {
 		select {
-		case <-st.peerReset: // the peer's close followed its reset
+		case <-p.st.peerReset: // the peer's close followed its reset
 			err = ErrPeerReset
 		default:
-			err = conn.CloseWrite()
+			err = p.conn.CloseWrite()
 		}
 	}
 	if err != nil {
-		abort(err)
+		p.abort(err)
 	}
-	<-up
-	stop()
-	abortOnce.Do(func() {}) // no abort from here on
-	st.setOnAbort(func(error) {})
+	p.finish()
+}
 
-	mu.Lock()
-	defer mu.Unlock()
+// finish closes both ends and reports, on the last copy goroutine to end.
+func (p *pipe) finish() {
+	if p.left.Add(-1) != 0 {
+		return
+	}
+	p.stop()
+	p.abortOnce.Do(func() {}) // no abort from here on
+	p.st.setOnAbort(func(error) {})
+
+	p.mu.Lock()
+	res := PipeResult{ToStream: p.toStream, FromStream: p.fromSt, Aborted: p.aborted, Err: p.err}
+	p.mu.Unlock()
 	if res.Aborted {
 		if errors.Is(res.Err, ErrTunnelClosed) || errors.Is(res.Err, io.ErrClosedPipe) || errors.Is(res.Err, ErrSessionClosed) {
-			if st.sess.Err() != nil {
+			if p.st.sess.Err() != nil {
 				res.Err = ErrSessionClosed
 			}
 		}
-		st.Abort()
-		return res
+		p.st.Abort()
+	} else {
+		p.conn.Close()
+		p.st.Close()
 	}
-	conn.Close()
-	st.Close()
-	return res
+	p.done(res)
 }
 
 // copyToStream copies conn to st until EOF (returned as nil). It waits for

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -443,4 +444,60 @@ func TestDrainAndGoaway(t *testing.T) {
 	if !gw.PeerDraining() {
 		t.Fatal("gateway did not see drain")
 	}
+}
+
+// An idle proxied connection costs two goroutines on each side (one per
+// direction) and nothing of its opener's: Start returns at once, and the
+// goroutines end with the connection.
+func TestStartIdleGoroutines(t *testing.T) {
+	gw, ag := sessionPair(t, "tcp")
+	const n = 20
+	var ended sync.WaitGroup
+	ended.Add(2 * n)
+	base := runtime.NumGoroutine()
+	go func() { // ends after n accepts
+		for range n {
+			st, err := ag.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			st.ReadRequest()
+			st.Reply(Reply{Code: CodeOK})
+			a, b := tcpPair(t)
+			go func() { // the target echoes, and closes after the client's end
+				io.Copy(b, b)
+				b.Close()
+			}()
+			Start(context.Background(), a.(*net.TCPConn), st, func(PipeResult) { ended.Done() })
+		}
+	}()
+	clients := make([]net.Conn, n)
+	for i := range clients {
+		st, err := gw.Open(context.Background(), OpenRequest{Target: "t:1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := tcpPair(t)
+		Start(context.Background(), a.(*net.TCPConn), st, func(PipeResult) { ended.Done() })
+		clients[i] = b
+		b.Write([]byte{byte(i)})
+		one := make([]byte, 1)
+		if _, err := io.ReadFull(b, one); err != nil || one[0] != byte(i) {
+			t.Fatalf("echo %d: got %v, %v", i, one, err)
+		}
+	}
+	// Per connection: 2 pipe goroutines on each side, plus the target's echo.
+	want := base + n*(2+2+1)
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() != want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := runtime.NumGoroutine(); got != want {
+		t.Fatalf("%d goroutines for %d idle connections, want %d (%d before)", got, n, want, base)
+	}
+	for _, c := range clients {
+		c.Close()
+	}
+	ended.Wait()
+	waitFor(t, func() bool { return runtime.NumGoroutine() <= base })
 }
