@@ -7,10 +7,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -454,7 +456,6 @@ func TestStartIdleGoroutines(t *testing.T) {
 	const n = 20
 	var ended sync.WaitGroup
 	ended.Add(2 * n)
-	base := runtime.NumGoroutine()
 	go func() { // ends after n accepts
 		for range n {
 			st, err := ag.Accept(context.Background())
@@ -486,18 +487,47 @@ func TestStartIdleGoroutines(t *testing.T) {
 			t.Fatalf("echo %d: got %v, %v", i, one, err)
 		}
 	}
-	// Per connection: 2 pipe goroutines on each side, plus the target's echo.
-	want := base + n*(2+2+1)
+	// Per connection: one goroutine per direction on each side, and none
+	// left behind by the openers (Start returned).
+	want := map[string]int{"mux.(*pipe).up(": 2 * n, "mux.(*pipe).down(": 2 * n}
+	var got map[string]int
 	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() != want && time.Now().Before(deadline) {
+	for {
+		got = goroutinesIn("mux.(*pipe).up(", "mux.(*pipe).down(")
+		if maps.Equal(got, want) || time.Now().After(deadline) {
+			break
+		}
 		time.Sleep(time.Millisecond)
 	}
-	if got := runtime.NumGoroutine(); got != want {
-		t.Fatalf("%d goroutines for %d idle connections, want %d (%d before)", got, n, want, base)
+	if !maps.Equal(got, want) {
+		t.Fatalf("goroutines for %d idle connections: %v, want %v", n, got, want)
 	}
 	for _, c := range clients {
 		c.Close()
 	}
 	ended.Wait()
-	waitFor(t, func() bool { return runtime.NumGoroutine() <= base })
+	waitFor(t, func() bool { return len(goroutinesIn("mux.(*pipe).")) == 0 })
+}
+
+// goroutinesIn counts the goroutines whose stack has a frame starting
+// with each of funcs.
+func goroutinesIn(funcs ...string) map[string]int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	counts := map[string]int{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		for _, f := range funcs {
+			if strings.Contains(g, "\n"+"github.com/ferry-tunnel/ferry/"+f) {
+				counts[f]++
+			}
+		}
+	}
+	return counts
 }
