@@ -46,8 +46,11 @@ type watchedConn struct {
 
 // maxPending bounds the bytes waiting for the flusher, and so the size of
 // one WebSocket message. The two batch buffers grow to it only under bulk
-// traffic and are then reused, not reallocated.
-const maxPending = 256 << 10
+// traffic and are then reused, not reallocated. A message, with its TLS
+// and WebSocket overhead, must fit the tunnel's write batch (256 KiB, in
+// package tunnel): at 256 KiB here that batch was reallocated for every
+// message, and 64 busy connections cost twice the CPU per byte.
+const maxPending = 128 << 10
 
 // closeFlushTimeout bounds how long Close waits for the pending frames to
 // be written to a peer that does not read.
