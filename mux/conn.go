@@ -18,11 +18,11 @@ import (
 //
 // Writing, it gathers frames: smux's send loop writes one frame per call,
 // and each call on the tunnel connection is one WebSocket message, one TLS
-// record and one system call. Write copies the frame into a pending batch
-// and returns; the flusher goroutine writes the whole batch as one message
-// whenever it is idle. Nothing waits for more data: a frame that finds the
-// flusher idle goes out at once, and frames that arrive while a batch is
-// being written travel together in the next one. Write blocks when
+// record and one system call. A small frame on an idle connection is
+// written at once; otherwise Write copies the frame into a pending batch
+// and returns, and the flusher goroutine writes the whole batch as one
+// message whenever it is idle. Nothing waits for more data: frames that
+// arrive while a message is being written travel together in the next one. Write blocks when
 // maxPending bytes are waiting, so a slow link pushes back on smux as
 // before.
 //
@@ -36,7 +36,9 @@ type watchedConn struct {
 	space   sync.Cond // signalled when the pending batch has been taken
 	pending []byte
 	spare   []byte
-	werr    error // first write error, or net.ErrClosed after Close
+	direct  []byte // the buffer of direct writes
+	writing bool   // a message is being written (by the flusher or directly)
+	werr    error  // first write error, or net.ErrClosed after Close
 	wake    chan struct{}
 	quit    chan struct{}
 	done    chan struct{}
@@ -51,6 +53,11 @@ type watchedConn struct {
 // package tunnel): at 256 KiB here that batch was reallocated for every
 // message, and 64 busy connections cost twice the CPU per byte.
 const maxPending = 128 << 10
+
+// maxDirect is the largest frame written on the caller's goroutine when
+// the connection is idle; larger ones (bulk data) go to the flusher, so
+// that smux's send loop goes on while the batch is encrypted and written.
+const maxDirect = 16 << 10
 
 // closeFlushTimeout bounds how long Close waits for the pending frames to
 // be written to a peer that does not read.
@@ -95,8 +102,11 @@ func (c *watchedConn) Write(p []byte) (int, error) {
 	return c.WriteBuffers([][]byte{p})
 }
 
-// WriteBuffers queues the concatenation of v. smux uses it to hand over a
-// frame's header and payload without copying them together first.
+// WriteBuffers writes the concatenation of v. smux uses it to hand over a
+// frame's header and payload without copying them together first. A small
+// frame that finds nothing pending and nothing being written is written at
+// once on the caller's goroutine: a request/response exchange pays no
+// hand-off to the flusher. Anything else is queued for the flusher.
 func (c *watchedConn) WriteBuffers(v [][]byte) (int, error) {
 	n := 0
 	for _, b := range v {
@@ -111,18 +121,53 @@ func (c *watchedConn) WriteBuffers(v [][]byte) (int, error) {
 		c.mu.Unlock()
 		return 0, err
 	}
+	if n <= maxDirect && len(c.pending) == 0 && !c.writing {
+		return c.writeDirect(v, n)
+	}
 	idle := len(c.pending) == 0
 	for _, b := range v {
 		c.pending = append(c.pending, b...)
 	}
 	c.mu.Unlock()
 	if idle {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+		c.wakeFlusher()
 	}
 	return n, nil
+}
+
+// writeDirect writes v as one message; called with c.mu held, returns with
+// it released.
+func (c *watchedConn) writeDirect(v [][]byte, n int) (int, error) {
+	c.writing = true
+	buf := c.direct[:0]
+	for _, b := range v {
+		buf = append(buf, b...)
+	}
+	c.mu.Unlock()
+	_, err := c.Conn.Write(buf)
+	c.mu.Lock()
+	c.direct, c.writing = buf[:0], false
+	if err != nil && c.werr == nil {
+		c.werr = err
+	}
+	more := len(c.pending) > 0
+	c.space.Broadcast()
+	c.mu.Unlock()
+	if err != nil {
+		c.Conn.Close()
+		return 0, err
+	}
+	if more {
+		c.wakeFlusher()
+	}
+	return n, nil
+}
+
+func (c *watchedConn) wakeFlusher() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // flush writes each pending batch as one message until Close or a write
@@ -146,17 +191,21 @@ func (c *watchedConn) flush() {
 // also closes the connection so that smux's reads end too.
 func (c *watchedConn) writeBatch() bool {
 	c.mu.Lock()
+	for c.writing { // a direct write is on the wire
+		c.space.Wait()
+	}
 	if len(c.pending) == 0 {
 		c.mu.Unlock()
 		return true
 	}
 	batch := c.pending
 	c.pending, c.spare = c.spare[:0], nil
+	c.writing = true
 	c.space.Broadcast()
 	c.mu.Unlock()
 	_, err := c.Conn.Write(batch)
 	c.mu.Lock()
-	c.spare = batch[:0]
+	c.spare, c.writing = batch[:0], false
 	if err != nil && c.werr == nil {
 		c.werr = err
 	}

@@ -51,7 +51,7 @@ func TestWatchedConnBatchesWhileBusy(t *testing.T) {
 	wc := newWatchedConn(cc)
 	defer wc.Close()
 
-	first := bytes.Repeat([]byte{1}, 100)
+	first := bytes.Repeat([]byte{1}, maxDirect+1) // bulk: goes to the flusher
 	if _, err := wc.Write(first); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,27 @@ func TestWatchedConnBatchesWhileBusy(t *testing.T) {
 		t.Fatalf("bytes changed on the way: got %d bytes, want %d", len(got), want.Len())
 	}
 	if s := cc.sizes(); len(s) != 2 || s[1] != want.Len()-len(first) {
-		t.Fatalf("writes reaching the connection = %v, want [100 %d]: the ten frames should travel as one batch", s, want.Len()-len(first))
+		t.Fatalf("writes reaching the connection = %v, want [%d %d]: the ten frames should travel as one batch", s, len(first), want.Len()-len(first))
+	}
+}
+
+// A small frame on an idle connection is written before Write returns, on
+// the caller's goroutine: a request/response exchange waits for no hand-off.
+func TestWatchedConnSmallFrameDirect(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	cc := &countingConn{Conn: a}
+	wc := newWatchedConn(cc)
+	defer wc.Close()
+	got := readAll(b, 9)
+	if _, err := wc.WriteBuffers([][]byte{[]byte("hdr:0001;"), nil}); err != nil {
+		t.Fatal(err)
+	}
+	if s := cc.sizes(); len(s) != 1 || s[0] != 9 {
+		t.Fatalf("writes reaching the connection when Write returned = %v, want [9]", s)
+	}
+	if g := <-got; string(g) != "hdr:0001;" {
+		t.Fatalf("peer read %q", g)
 	}
 }
 
@@ -114,11 +134,11 @@ func TestWatchedConnCloseFlushes(t *testing.T) {
 	a, b := net.Pipe()
 	defer b.Close()
 	wc := newWatchedConn(a)
-	msg := []byte("goaway: last words before the close")
+	msg := bytes.Repeat([]byte("goaway: last words before the close. "), 1000) // queued, not direct
+	got := readAll(b, len(msg))
 	if _, err := wc.Write(msg); err != nil {
 		t.Fatal(err)
 	}
-	got := readAll(b, len(msg))
 	if err := wc.Close(); err != nil {
 		t.Fatal(err)
 	}
