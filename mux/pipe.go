@@ -32,15 +32,6 @@ const copyBufSize = 32 << 10
 // copyBufs holds the chunks of busy connections; an idle one holds none.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
-// Pipe copies between conn and st until both directions have ended, then
-// closes both, and returns how the connection ended. It is Start waiting
-// for its result.
-func Pipe(ctx context.Context, conn HalfCloser, st *Stream) PipeResult {
-	ch := make(chan PipeResult, 1)
-	Start(ctx, conn, st, func(r PipeResult) { ch <- r })
-	return <-ch
-}
-
 // Start copies between conn and st in two new goroutines and returns at
 // once; done receives the result on the last of them, after conn and st
 // are closed, and the pipe ends when done returns. Each direction carries

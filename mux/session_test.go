@@ -291,12 +291,19 @@ func TestKeepaliveTimeout(t *testing.T) {
 	})
 }
 
-// pipeHarness runs Pipe on both sides: client ⇄ [gateway Pipe] ⇄ tunnel ⇄
-// [agent Pipe] ⇄ target, with real TCP at both ends.
+// pipeHarness runs a pipe on both sides: client ⇄ [gateway pipe] ⇄ tunnel ⇄
+// [agent pipe] ⇄ target, with real TCP at both ends.
 type pipeHarness struct {
 	client, target *net.TCPConn
 	gwRes, agRes   chan PipeResult
 	gw, ag         *Session
+}
+
+// pipeWait is Start waiting for its result.
+func pipeWait(ctx context.Context, conn HalfCloser, st *Stream) PipeResult {
+	ch := make(chan PipeResult, 1)
+	Start(ctx, conn, st, func(r PipeResult) { ch <- r })
+	return <-ch
 }
 
 func newPipeHarness(t testing.TB, transport string) *pipeHarness {
@@ -313,13 +320,13 @@ func newPipeHarness(t testing.TB, transport string) *pipeHarness {
 		}
 		st.ReadRequest()
 		st.Reply(Reply{Code: CodeOK})
-		h.agRes <- Pipe(context.Background(), tgtB.(*net.TCPConn), st)
+		h.agRes <- pipeWait(context.Background(), tgtB.(*net.TCPConn), st)
 	}()
 	st, err := gw.Open(context.Background(), OpenRequest{Target: "t:1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { h.gwRes <- Pipe(context.Background(), cliA.(*net.TCPConn), st) }()
+	go func() { h.gwRes <- pipeWait(context.Background(), cliA.(*net.TCPConn), st) }()
 	return h
 }
 

@@ -10,7 +10,7 @@ import (
 // Stream is one data stream: one proxied connection. Read, Write and
 // CloseWrite come from smux (CloseWrite is a half-close: the peer reads EOF
 // and may go on writing). A Stream must be ended with Close (a clean end) or
-// Abort (the peer resets its side); Pipe does one or the other.
+// Abort (the peer resets its side); Start does one or the other.
 type Stream struct {
 	*smux.Stream
 	sess *Session
@@ -18,7 +18,7 @@ type Stream struct {
 	peerReset     chan struct{} // closed when the peer asked for a reset
 	peerResetOnce sync.Once
 	abortMu       sync.Mutex
-	onAbort       func(error)   // set by Pipe: called on a peer reset or the session's end
+	onAbort       func(error)   // set by Start: called on a peer reset or the session's end
 	abortErr      error         // why, if that happened before onAbort was set
 	acked         chan struct{} // closed when the peer acknowledged our reset
 	ackOnce       sync.Once
@@ -41,7 +41,7 @@ func (st *Stream) Reply(r Reply) error {
 	return err
 }
 
-// notifyAbort tells the stream's Pipe that the peer reset the stream or the
+// notifyAbort tells the stream's pipe that the peer reset the stream or the
 // session ended. Safe from any goroutine; never blocks for long.
 func (st *Stream) notifyAbort(why error) {
 	st.abortMu.Lock()
@@ -55,7 +55,7 @@ func (st *Stream) notifyAbort(why error) {
 	}
 }
 
-// setOnAbort registers Pipe's abort; it runs at once if the reason came
+// setOnAbort registers the pipe's abort; it runs at once if the reason came
 // first.
 func (st *Stream) setOnAbort(f func(error)) {
 	st.abortMu.Lock()
