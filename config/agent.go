@@ -113,6 +113,11 @@ type AgentProcess struct {
 	// ShutdownGrace is how long SIGTERM waits for active connections before
 	// the agent exits; default 30s, 0 exits at once.
 	ShutdownGrace time.Duration `toml:"shutdown_grace"`
+	// MaxProcs is how many CPUs run the agent's goroutines at once
+	// (GOMAXPROCS). Default 0: one fewer than the CPUs available (the
+	// machine's, or the container's limit), at least 1. The GOMAXPROCS
+	// environment variable wins.
+	MaxProcs int `toml:"max_procs"`
 }
 
 // Environment variables read by the agent.
@@ -265,6 +270,9 @@ func (a *Agent) Validate() error {
 	add(a.Log.validate())
 	if a.Agent.ShutdownGrace < 0 {
 		add(fmt.Errorf("agent.shutdown_grace = %s: must not be negative", a.Agent.ShutdownGrace))
+	}
+	if a.Agent.MaxProcs < 0 {
+		add(fmt.Errorf("agent.max_procs = %d: must be 0 (automatic) or a number of CPUs", a.Agent.MaxProcs))
 	}
 	return errors.Join(errs...)
 }

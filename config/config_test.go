@@ -176,6 +176,7 @@ func TestAgentErrors(t *testing.T) {
 		{"metrics listen", minimalAgent + "[metrics]\nlisten = \"9464\"\n", []string{"metrics.listen"}},
 		{"log level", minimalAgent + "[log]\nlevel = \"verbose\"\nformat = \"xml\"\n", []string{"log.level \"verbose\"", "log.format \"xml\""}},
 		{"grace", minimalAgent + "[agent]\nshutdown_grace = \"-1s\"\n", []string{"agent.shutdown_grace"}},
+		{"max procs", minimalAgent + "[agent]\nmax_procs = -1\n", []string{"agent.max_procs = -1: must be 0 (automatic) or a number of CPUs"}},
 		{"every problem", "[gateway]\nha_connections = 0\n[access]\nmax_streams = 0\n",
 			[]string{"agent.toml: gateway.url", "agent.toml: gateway.ha_connections", "agent.toml: access.max_streams"}},
 	}
@@ -361,8 +362,8 @@ func TestGatewayErrors(t *testing.T) {
 		{"bad listen", minimalGateway + "[listen]\ntunnel = \"443\"\n", []string{"listen.tunnel \"443\""}},
 		{"driver", minimalGateway + "[store]\ndriver = \"mysql\"\n", []string{`store.driver "mysql"`}},
 		{"postgres dsn", minimalGateway + "[store]\ndriver = \"postgres\"\n", []string{"store.dsn is required"}},
-		{"limits", minimalGateway + "[limits]\nmax_streams_per_agent = 0\nfailed_auth_per_minute = 0\nopen_timeout = \"0s\"\nkeepalive_timeout = \"10s\"\n",
-			[]string{"limits.max_streams_per_agent", "limits.failed_auth_per_minute", "limits.open_timeout", "limits.keepalive_timeout = 10s must be longer"}},
+		{"limits", minimalGateway + "[limits]\nmax_streams_per_agent = 0\nfailed_auth_per_minute = 0\nopen_timeout = \"0s\"\nkeepalive_timeout = \"10s\"\nmax_procs = -2\n",
+			[]string{"limits.max_procs = -2", "limits.max_streams_per_agent", "limits.failed_auth_per_minute", "limits.open_timeout", "limits.keepalive_timeout = 10s must be longer"}},
 		{"unknown key", minimalGateway + "[limits]\nmax_stream_per_agent = 5\n", []string{`unknown key "limits.max_stream_per_agent" (line 4)`, `did you mean "limits.max_streams_per_agent"`}},
 		{"unknown connection key", minimalGateway + "[[connections]]\nname = \"a\"\n[[connections]]\nnmae = \"b\"\n", []string{`unknown key "connections.nmae" (line 6)`}},
 		{"duration number", minimalGateway + "[limits]\nopen_timeout = 15\n", []string{`key "limits.open_timeout" (line 4)`}},

@@ -100,6 +100,11 @@ type Limits struct {
 	// ShutdownGrace is how long SIGTERM lets proxied connections finish
 	// before the gateway resets them; default 30s.
 	ShutdownGrace time.Duration `toml:"shutdown_grace"`
+	// MaxProcs is how many CPUs run the gateway's goroutines at once
+	// (GOMAXPROCS). Default 0: one fewer than the CPUs available (the
+	// machine's, or the container's limit), at least 1. The GOMAXPROCS
+	// environment variable wins.
+	MaxProcs int `toml:"max_procs"`
 }
 
 // Connection is a static connection: the gateway listens on Listen and
@@ -247,6 +252,9 @@ func (g *Gateway) Validate() error {
 	positive(&errs, "limits.open_timeout", l.OpenTimeout)
 	if l.ShutdownGrace < 0 {
 		errs = append(errs, fmt.Errorf("limits.shutdown_grace = %s: must not be negative", l.ShutdownGrace))
+	}
+	if l.MaxProcs < 0 {
+		add(fmt.Errorf("limits.max_procs = %d: must be 0 (automatic) or a number of CPUs", l.MaxProcs))
 	}
 	positive(&errs, "limits.keepalive_interval", l.KeepaliveInterval)
 	positive(&errs, "limits.keepalive_timeout", l.KeepaliveTimeout)

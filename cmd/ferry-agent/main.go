@@ -28,6 +28,7 @@ import (
 	"github.com/ferry-tunnel/ferry/agent"
 	"github.com/ferry-tunnel/ferry/config"
 	"github.com/ferry-tunnel/ferry/internal/logfile"
+	"github.com/ferry-tunnel/ferry/internal/procs"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -104,6 +105,8 @@ func runAgent(args []string, stderr io.Writer) int {
 	}
 	defer closeLog()
 	log := newLogger(logw, cfg.Log)
+	pc := procs.Apply(cfg.Agent.MaxProcs)
+	log.Info("cpu limit", "max_procs", pc.Procs, "cpus_available", pc.Available, "set_by", pc.Source)
 	lock, err := agent.AcquireLock(cfg.Agent.LockFile, "config "+*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry-agent: %v\n", err)

@@ -29,6 +29,7 @@ import (
 	"github.com/ferry-tunnel/ferry/gateway"
 	"github.com/ferry-tunnel/ferry/gateway/cli"
 	"github.com/ferry-tunnel/ferry/internal/logfile"
+	"github.com/ferry-tunnel/ferry/internal/procs"
 	"github.com/ferry-tunnel/ferry/internal/sdnotify"
 )
 
@@ -99,6 +100,8 @@ func serve(args []string, stderr io.Writer) int {
 	} else {
 		log = slog.New(slog.NewTextHandler(logw, opts))
 	}
+	pc := procs.Apply(cfg.Limits.MaxProcs)
+	log.Info("cpu limit", "max_procs", pc.Procs, "cpus_available", pc.Available, "set_by", pc.Source)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	g, err := gateway.New(ctx, cfg, gateway.Options{Version: version, Logger: log})
