@@ -174,29 +174,28 @@ func (d *Dialer) Dial(ctx, life context.Context, ip netip.Addr) (net.Conn, error
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
 	defer cancel()
 
-	dialer := &net.Dialer{Timeout: d.cfg.HandshakeTimeout, KeepAlive: 30 * time.Second}
-	var under *batchConn // the connection TLS runs on, for batching writes
+	// The transport gets a connection past TLS, made as Probe makes it (the
+	// proxy's CONNECT included), so that the gathering layers sit on both
+	// sides of TLS: see batchedStream.
+	var layers []*batchConn
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			// Direct: only the chosen gateway address. Through a proxy: only
-			// the proxy, which is then asked to CONNECT to the chosen address.
-			if d.proxyURL == nil && addr != target {
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr != target {
 				return nil, fmt.Errorf("refusing to dial %s: not the chosen gateway address %s", addr, target)
 			}
-			c, err := dialer.DialContext(ctx, network, addr)
+			ctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
+			defer cancel()
+			var res ProbeResult
+			tc, under, err := d.connect(ctx, target, &res)
 			if err != nil {
 				return nil, err
 			}
-			under = &batchConn{Conn: c}
-			return under, nil
+			above := &batchConn{Conn: tc}
+			layers = []*batchConn{above, under}
+			return above, nil
 		},
-		TLSClientConfig:     d.tls,
-		TLSHandshakeTimeout: d.cfg.HandshakeTimeout,
-		DisableKeepAlives:   true,
-		ForceAttemptHTTP2:   false,
-	}
-	if d.proxyURL != nil {
-		tr.Proxy = http.ProxyURL(d.proxyURL)
+		DisableKeepAlives: true,
+		ForceAttemptHTTP2: false,
 	}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{
@@ -228,7 +227,7 @@ func (d *Dialer) Dial(ctx, life context.Context, ip netip.Addr) (net.Conn, error
 	if err != nil {
 		return nil, d.handshakeError(resp, err)
 	}
-	return batched(websocket.NetConn(life, c, websocket.MessageBinary), under), nil
+	return batched(websocket.NetConn(life, c, websocket.MessageBinary), layers...), nil
 }
 
 func (d *Dialer) handshakeError(resp *http.Response, err error) error {
@@ -313,46 +312,70 @@ func (d *Dialer) Probe(ctx context.Context, ip netip.Addr) (ProbeResult, error) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
 	defer cancel()
-	dialAddr := res.Address
+	tc, _, err := d.connect(ctx, res.Address, &res)
+	if err != nil {
+		return res, err
+	}
+	res.TLS = tc.ConnectionState()
+	tc.Close()
+	return res, nil
+}
+
+// connect opens a TLS connection to the gateway address target: TCP to it
+// or to the proxy, the proxy's CONNECT, and the TLS handshake verified for
+// the gateway host name. ctx bounds every step; the connection returned
+// has no deadline. under is the TCP connection below TLS, for batching.
+// It fills in res's Proxy and ConnectTime; errors are *ProbeError.
+func (d *Dialer) connect(ctx context.Context, target string, res *ProbeResult) (tc *tls.Conn, under *batchConn, err error) {
+	dialAddr := target
 	if d.proxyURL != nil {
 		res.Proxy = d.proxyURL.Redacted()
 		dialAddr = proxyAddr(d.proxyURL)
 	}
 	start := time.Now()
-	var nd net.Dialer
-	conn, err := nd.DialContext(ctx, "tcp", dialAddr)
+	nd := net.Dialer{KeepAlive: 30 * time.Second}
+	raw, err := nd.DialContext(ctx, "tcp", dialAddr)
 	if err != nil {
-		return res, &ProbeError{StepConnect, err}
+		return nil, nil, &ProbeError{StepConnect, err}
 	}
 	res.ConnectTime = time.Since(start)
-	defer conn.Close() // also ends the TLS layers on top
-	// Every later read and write ends when ctx does.
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
+	under = &batchConn{Conn: raw}
+	var conn net.Conn = under
+	defer func() {
+		if err != nil {
+			raw.Close() // also ends the TLS layers on top
+		}
+	}()
+	// Until connect returns, every read and write ends when ctx does.
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
+	defer func() {
+		if !stop() && err == nil {
+			err = &ProbeError{StepTLS, fmt.Errorf("handshake with %s: %w", target, context.Cause(ctx))}
+		}
+	}()
 
 	if d.proxyURL != nil {
 		if d.proxyURL.Scheme == "https" {
 			pc := d.tls.Clone()
 			pc.ServerName = d.proxyURL.Hostname()
 			pc.NextProtos = nil
-			tc := tls.Client(conn, pc)
-			if err := tc.HandshakeContext(ctx); err != nil {
-				return res, &ProbeError{StepProxy, fmt.Errorf("TLS to proxy %s: %w", res.Proxy, err)}
+			ptc := tls.Client(conn, pc)
+			if err := ptc.HandshakeContext(ctx); err != nil {
+				return nil, nil, &ProbeError{StepProxy, fmt.Errorf("TLS to proxy %s: %w", res.Proxy, err)}
 			}
-			conn = tc
+			conn = ptc
 		}
-		pc, err := proxyConnect(conn, d.proxyURL, res.Address)
+		pc, err := proxyConnect(conn, d.proxyURL, target)
 		if err != nil {
-			return res, &ProbeError{StepProxy, err}
+			return nil, nil, &ProbeError{StepProxy, err}
 		}
 		conn = pc
 	}
-	tc := tls.Client(conn, d.tls)
+	tc = tls.Client(conn, d.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return res, &ProbeError{StepTLS, err}
+		return nil, nil, &ProbeError{StepTLS, err}
 	}
-	res.TLS = tc.ConnectionState()
-	return res, nil
+	return tc, under, nil
 }
 
 // proxyAddr is the proxy's host:port, with the scheme's default port.

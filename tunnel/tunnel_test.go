@@ -249,3 +249,20 @@ func TestLimiterWindow(t *testing.T) {
 		t.Fatal("limit did not expire")
 	}
 }
+
+// TestProxyRefusalNamesTheProxy checks the error of a tunnel the proxy
+// refuses: it says what the proxy answered and never holds the password.
+func TestProxyRefusalNamesTheProxy(t *testing.T) {
+	g := startGateway(t)
+	proxy := testutil.NewConnectProxy(t, "407 Proxy Authentication Required")
+	d := g.dialer(t, goodToken, func(c *DialConfig) { c.Proxy = "http://user:secret@" + proxy.Addr })
+	_, err := d.Dial(context.Background(), context.Background(), loopback)
+	var pe *ProbeError
+	var se *ProxyStatusError
+	if !errors.As(err, &pe) || pe.Step != StepProxy || !errors.As(err, &se) || se.Code != 407 {
+		t.Fatalf("dial through a refusing proxy: %v, want a proxy step error with 407", err)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Errorf("the error holds the proxy password: %v", err)
+	}
+}
