@@ -23,7 +23,10 @@ type Settings struct {
 	// StreamWindow is the per-stream receive window in bytes: how much one
 	// stream may have in flight before its sender waits for the reader.
 	StreamWindow int
-	// SessionBuffer caps the bytes buffered for all streams of a session.
+	// SessionBuffer caps the bytes buffered for all streams of a session:
+	// the memory a busy tunnel holds. Reading the tunnel pauses while it is
+	// full, so SessionBuffer/StreamWindow streams whose readers all stop
+	// (16 by default) hold up the others until one of them reads or ends.
 	SessionBuffer int
 	// FrameSize is the largest smux data frame.
 	FrameSize int
@@ -36,7 +39,7 @@ func DefaultSettings() Settings {
 		KeepaliveTimeout:  30 * time.Second,
 		HandshakeTimeout:  15 * time.Second,
 		StreamWindow:      512 << 10,
-		SessionBuffer:     32 << 20,
+		SessionBuffer:     8 << 20,
 		FrameSize:         32 << 10,
 	}
 }
