@@ -2,12 +2,14 @@ package tunnel
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -264,5 +266,65 @@ func TestProxyRefusalNamesTheProxy(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "secret") {
 		t.Errorf("the error holds the proxy password: %v", err)
+	}
+}
+
+// TestCAFileSparesSystemRoots: a gateway that ca_file vouches for is
+// trusted without loading the system roots; one it does not vouch for is
+// checked against them.
+func TestCAFileSparesSystemRoots(t *testing.T) {
+	g := startGateway(t)
+	pem, err := os.ReadFile(g.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gatewayCA := x509.NewCertPool()
+	gatewayCA.AppendCertsFromPEM(pem)
+	otherCA, _, err := testutil.WriteCert(t.TempDir(), "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		caFile     string
+		system     *x509.CertPool
+		wantSystem bool // the system roots were consulted
+		wantErr    bool
+	}{
+		{"ca_file vouches", g.caFile, x509.NewCertPool(), false, false},
+		{"system roots vouch", otherCA, gatewayCA, true, false},
+		{"nobody vouches", otherCA, x509.NewCertPool(), true, true},
+		{"no ca_file", "", gatewayCA, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := g.dialer(t, goodToken, func(c *DialConfig) { c.CAFile = tt.caFile })
+			consulted := false
+			d.roots.system = func() (*x509.CertPool, error) { consulted = true; return tt.system, nil }
+			conn, err := d.Dial(context.Background(), context.Background(), loopback)
+			if err == nil {
+				conn.Close()
+			}
+			var verr *tls.CertificateVerificationError
+			if tt.wantErr != (err != nil) || (tt.wantErr && !errors.As(err, &verr)) {
+				t.Fatalf("dial: %v, want a verification error: %v", err, tt.wantErr)
+			}
+			if consulted != tt.wantSystem {
+				t.Errorf("system roots consulted: %v, want %v", consulted, tt.wantSystem)
+			}
+		})
+	}
+}
+
+// TestGatewayNameVerified: a certificate for another name is refused,
+// whichever roots vouch for it.
+func TestGatewayNameVerified(t *testing.T) {
+	g := startGateway(t)
+	_, port, _ := net.SplitHostPort(g.addr)
+	d := g.dialer(t, goodToken, func(c *DialConfig) { c.URL = "wss://gw.example:" + port + "/v1/tunnel" })
+	_, err := d.Dial(context.Background(), context.Background(), loopback)
+	var herr x509.HostnameError
+	if !errors.As(err, &herr) {
+		t.Fatalf("dial gw.example with a certificate for localhost: %v, want a host name error", err)
 	}
 }
