@@ -38,6 +38,7 @@ type watchedConn struct {
 	spare   []byte
 	direct  []byte // the buffer of direct writes
 	writing bool   // a message is being written (by the flusher or directly)
+	held    int    // hold calls not yet released: frames wait in pending
 	werr    error  // first write error, or net.ErrClosed after Close
 	wake    chan struct{}
 	quit    chan struct{}
@@ -114,6 +115,7 @@ func (c *watchedConn) WriteBuffers(v [][]byte) (int, error) {
 	}
 	c.mu.Lock()
 	for c.werr == nil && len(c.pending) > 0 && len(c.pending)+n > maxPending {
+		c.wakeFlusher() // held frames must not keep a full batch waiting
 		c.space.Wait()
 	}
 	if c.werr != nil {
@@ -121,18 +123,39 @@ func (c *watchedConn) WriteBuffers(v [][]byte) (int, error) {
 		c.mu.Unlock()
 		return 0, err
 	}
-	if n <= maxDirect && len(c.pending) == 0 && !c.writing {
+	if n <= maxDirect && len(c.pending) == 0 && !c.writing && c.held == 0 {
 		return c.writeDirect(v, n)
 	}
-	idle := len(c.pending) == 0
+	wake := len(c.pending) == 0 && c.held == 0
 	for _, b := range v {
 		c.pending = append(c.pending, b...)
 	}
 	c.mu.Unlock()
-	if idle {
+	if wake {
 		c.wakeFlusher()
 	}
 	return n, nil
+}
+
+// hold keeps the frames written from now on in the pending batch until
+// release is called, which writes them on the caller's goroutine. Opening
+// a stream writes two frames back to back (smux's SYN, then the open
+// request): held, they leave as one message, one TLS record and one
+// system call, and the agent wakes once for them. A full batch is written
+// anyway. Call release exactly once.
+func (c *watchedConn) hold() (release func()) {
+	c.mu.Lock()
+	c.held++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		c.held--
+		write := c.held == 0 && len(c.pending) > 0
+		c.mu.Unlock()
+		if write {
+			c.writeBatch()
+		}
+	}
 }
 
 // writeDirect writes v as one message; called with c.mu held, returns with

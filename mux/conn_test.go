@@ -95,6 +95,68 @@ func TestWatchedConnSmallFrameDirect(t *testing.T) {
 	}
 }
 
+// Frames written while the connection is held leave together, as one
+// write, when it is released (an open's SYN and request).
+func TestWatchedConnHoldGathers(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	cc := &countingConn{Conn: a}
+	wc := newWatchedConn(cc)
+	defer wc.Close()
+	got := readAll(b, 27)
+	release := wc.hold()
+	for _, f := range []string{"syn:0001;", "open request frame"} {
+		if _, err := wc.WriteBuffers([][]byte{[]byte(f[:4]), []byte(f[4:])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := cc.sizes(); len(s) != 0 {
+		t.Fatalf("writes reaching the connection while held = %v, want none", s)
+	}
+	release()
+	if g := <-got; string(g) != "syn:0001;open request frame" {
+		t.Fatalf("peer read %q", g)
+	}
+	if s := cc.sizes(); len(s) != 1 || s[0] != 27 {
+		t.Fatalf("writes reaching the connection = %v, want one of 27 bytes", s)
+	}
+}
+
+// A hold does not stall other writers: each batch that fills up is written.
+func TestWatchedConnHoldDoesNotBlockBulk(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	wc := newWatchedConn(a)
+	defer wc.Close()
+	release := wc.hold()
+	const total = 4 * maxPending
+	got := readAll(b, total)
+	wrote := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 32<<10)
+		for n := 0; n < total; n += len(chunk) {
+			if _, err := wc.Write(chunk); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		release()
+		t.Fatal("bulk writes stalled behind a hold")
+	}
+	release()
+	if g := <-got; len(g) != total {
+		t.Fatalf("peer read %d bytes, want %d", len(g), total)
+	}
+}
+
 // A peer that stops reading pushes back: Write blocks once maxPending bytes
 // wait, and resumes when the peer reads.
 func TestWatchedConnPushesBack(t *testing.T) {

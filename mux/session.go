@@ -261,14 +261,18 @@ func (s *Session) Open(ctx context.Context, req OpenRequest) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
+	release := s.conn.hold() // the SYN and the request travel together
 	sst, err := s.sm.OpenStream()
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("open stream: %w", ErrSessionClosed)
 	}
 	st := s.register(sst)
 	stop := handshakeDeadline(ctx, sst, s.set.HandshakeTimeout)
 	defer stop()
-	if _, err := sst.Write(buf); err != nil {
+	_, err = sst.Write(buf)
+	release()
+	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("send open request: %w", s.streamErr(err))
 	}
