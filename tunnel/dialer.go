@@ -228,7 +228,11 @@ func (d *Dialer) Dial(ctx, life context.Context, ip netip.Addr) (net.Conn, error
 	if err != nil {
 		return nil, d.handshakeError(resp, err)
 	}
-	return batched(websocket.NetConn(life, c, websocket.MessageBinary), layers...), nil
+	var tcp net.Conn
+	if len(layers) > 0 {
+		tcp = layers[len(layers)-1]
+	}
+	return batched(newStream(life, c, tcp), layers...), nil
 }
 
 func (d *Dialer) handshakeError(resp *http.Response, err error) error {

@@ -139,7 +139,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Result("ok")
-	h.cfg.Serve(batched(websocket.NetConn(h.cfg.Life, c, websocket.MessageBinary), batchFrom(r.Context())), peer)
+	under := batchFrom(r.Context())
+	var tcp net.Conn
+	if under != nil {
+		tcp = under
+	}
+	h.cfg.Serve(batched(newStream(h.cfg.Life, c, tcp), under), peer)
 }
 
 func bearer(v string) (string, bool) {
