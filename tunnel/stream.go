@@ -93,10 +93,13 @@ func (s *stream) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Close ends the WebSocket with a normal closure.
+// Close ends the connection at once. smux's read loop always has a read
+// pending, which NetConn's Close cancelled, ending the connection without
+// a closing handshake; a handshake would also wait up to 5 s for a peer
+// that may be gone. The peer learns of the end from the connection's.
 func (s *stream) Close() error {
 	s.stop()
-	return s.c.Close(websocket.StatusNormalClosure, "")
+	return s.c.CloseNow()
 }
 
 func (s *stream) LocalAddr() net.Addr              { return s.local }

@@ -34,7 +34,7 @@ func wsPair(t *testing.T, life context.Context) (*stream, *websocket.Conn) {
 	}
 	s := newStream(life, c, nil)
 	sc := <-srvConn
-	t.Cleanup(func() { sc.CloseNow(); s.stop(); s.c.CloseNow() })
+	t.Cleanup(func() { sc.CloseNow(); s.Close() })
 	return s, sc
 }
 
