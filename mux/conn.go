@@ -138,11 +138,13 @@ func (c *watchedConn) WriteBuffers(v [][]byte) (int, error) {
 }
 
 // hold keeps the frames written from now on in the pending batch until
-// release is called, which writes them on the caller's goroutine. Opening
-// a stream writes two frames back to back (smux's SYN, then the open
-// request): held, they leave as one message, one TLS record and one
-// system call, and the agent wakes once for them. A full batch is written
-// anyway. Call release exactly once.
+// release is called, which hands them to the flusher. Opening a stream
+// writes two frames back to back (smux's SYN, then the open request):
+// held, they leave as one message, one TLS record and one system call, and
+// the agent wakes once for them. Release never writes itself, so an open
+// cannot block on a tunnel whose peer has stopped reading; and every
+// release flushes, so overlapping holds delay no frame for longer than one
+// hold. A full batch is written anyway. Call release exactly once.
 func (c *watchedConn) hold() (release func()) {
 	c.mu.Lock()
 	c.held++
@@ -150,10 +152,10 @@ func (c *watchedConn) hold() (release func()) {
 	return func() {
 		c.mu.Lock()
 		c.held--
-		write := c.held == 0 && len(c.pending) > 0
+		pending := len(c.pending) > 0
 		c.mu.Unlock()
-		if write {
-			c.writeBatch()
+		if pending {
+			c.wakeFlusher()
 		}
 	}
 }

@@ -122,6 +122,34 @@ func TestWatchedConnHoldGathers(t *testing.T) {
 	}
 }
 
+// Release returns at once even when the peer has stopped reading: an open
+// must not block on a stuck tunnel beyond its own deadline.
+func TestWatchedConnReleaseDoesNotBlock(t *testing.T) {
+	a, b := net.Pipe() // nobody reads b until the end
+	defer b.Close()
+	wc := newWatchedConn(a)
+	defer wc.Close()
+	if _, err := wc.Write(bytes.Repeat([]byte{1}, maxDirect+1)); err != nil { // the flusher blocks on it
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() {
+		release := wc.hold()
+		wc.Write([]byte("syn"))
+		wc.Write([]byte("request"))
+		release()
+		close(released)
+	}()
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("release blocked on a peer that does not read")
+	}
+	if got := <-readAll(b, maxDirect+1+len("synrequest")); len(got) != maxDirect+1+len("synrequest") {
+		t.Fatalf("peer read %d bytes", len(got))
+	}
+}
+
 // A hold does not stall other writers: each batch that fills up is written.
 func TestWatchedConnHoldDoesNotBlockBulk(t *testing.T) {
 	a, b := net.Pipe()
