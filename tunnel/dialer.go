@@ -101,7 +101,7 @@ func NewDialer(cfg DialConfig) (*Dialer, error) {
 	d.tls = d.roots.config(d.host)
 	if cfg.Proxy != "" {
 		p, err := url.Parse(cfg.Proxy)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Hostname() == "" {
 			return nil, fmt.Errorf("proxy %q: want http://[user:pass@]host:port", redactURL(cfg.Proxy))
 		}
 		d.proxyURL = p
@@ -112,6 +112,9 @@ func NewDialer(cfg DialConfig) (*Dialer, error) {
 		p, err := http.ProxyFromEnvironment(req)
 		if err != nil {
 			return nil, fmt.Errorf("proxy from environment: %w", err)
+		}
+		if p != nil && p.Hostname() == "" {
+			return nil, fmt.Errorf("proxy from the environment %q has no host name", p.Redacted())
 		}
 		d.proxyURL = p
 	}
@@ -281,7 +284,13 @@ type ProbeError struct {
 	Err  error
 }
 
-func (e *ProbeError) Error() string { return e.Step + ": " + e.Err.Error() }
+func (e *ProbeError) Error() string {
+	msg := e.Err.Error()
+	if strings.HasPrefix(msg, e.Step+": ") { // crypto/tls's own "tls: …"
+		return msg
+	}
+	return e.Step + ": " + msg
+}
 func (e *ProbeError) Unwrap() error { return e.Err }
 
 // ProxyStatusError is a proxy's refusal of CONNECT (any status but 2xx).
@@ -366,7 +375,7 @@ func (d *Dialer) connect(ctx context.Context, target string, res *ProbeResult) (
 			pc.NextProtos = nil
 			ptc := tls.Client(conn, pc)
 			if err := ptc.HandshakeContext(ctx); err != nil {
-				return nil, nil, &ProbeError{StepProxy, fmt.Errorf("TLS to proxy %s: %w", res.Proxy, err)}
+				return nil, nil, &ProbeError{StepProxy, fmt.Errorf("TLS to proxy %s: %w", proxyAddr(d.proxyURL), err)}
 			}
 			conn = ptc
 		}
@@ -468,6 +477,9 @@ func (r *roots) config(name string) *tls.Config {
 // name against ca_file's roots, then the system's. Errors are
 // *tls.CertificateVerificationError, as crypto/tls's own.
 func (r *roots) verify(name string, certs []*x509.Certificate) ([][]*x509.Certificate, error) {
+	if name == "" { // x509 would skip the host name check
+		return nil, errors.New("no server name to verify the certificate against")
+	}
 	if len(certs) == 0 {
 		return nil, errors.New("the server sent no certificate")
 	}

@@ -16,13 +16,14 @@ package procs
 import (
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 )
 
 // Sources of a Choice.
 const (
-	// SourceEnv: the GOMAXPROCS environment variable was set; the runtime's
-	// reading of it stands.
+	// SourceEnv: the GOMAXPROCS environment variable holds a positive
+	// number; the runtime's reading of it stands.
 	SourceEnv = "environment"
 	// SourceConfig: the max_procs setting was positive.
 	SourceConfig = "config"
@@ -47,7 +48,7 @@ type Choice struct {
 func Choose(configured int, env string, available int) Choice {
 	c := Choice{Procs: available, Available: available}
 	switch {
-	case strings.TrimSpace(env) != "":
+	case envSet(env):
 		c.Source = SourceEnv
 	case configured > 0:
 		c.Procs, c.Source = configured, SourceConfig
@@ -55,6 +56,13 @@ func Choose(configured int, env string, available int) Choice {
 		c.Procs, c.Source = max(1, available-1), SourceAuto
 	}
 	return c
+}
+
+// envSet reports whether the runtime took GOMAXPROCS=env: it ignores
+// anything but a positive number.
+func envSet(env string) bool {
+	n, err := strconv.Atoi(strings.TrimSpace(env))
+	return err == nil && n > 0
 }
 
 // Apply sets GOMAXPROCS from the max_procs setting configured and returns

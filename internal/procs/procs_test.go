@@ -19,6 +19,8 @@ func TestChoose(t *testing.T) {
 		{"environment wins over config", 4, "3", 3, Choice{Procs: 3, Available: 3, Source: SourceEnv}},
 		{"environment wins over automatic", 0, "2", 2, Choice{Procs: 2, Available: 2, Source: SourceEnv}},
 		{"blank environment is unset", 0, " ", 4, Choice{Procs: 3, Available: 4, Source: SourceAuto}},
+		{"environment the runtime ignores", 0, "many", 4, Choice{Procs: 3, Available: 4, Source: SourceAuto}},
+		{"zero in the environment is ignored", 2, "0", 4, Choice{Procs: 2, Available: 4, Source: SourceConfig}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
