@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -348,5 +349,57 @@ func TestGatewayNameVerified(t *testing.T) {
 		if _, err := NewDialer(DialConfig{URL: "wss://gw.example/v1/tunnel", Token: func() (string, error) { return "t", nil }, Proxy: proxy}); err == nil {
 			t.Errorf("proxy %q without a host name accepted", proxy)
 		}
+	}
+}
+
+// TestHTTPSProxy: through an https:// proxy the agent verifies the proxy's
+// certificate for the proxy's name, as it verifies the gateway's.
+func TestHTTPSProxy(t *testing.T) {
+	g := startGateway(t)
+	proxy, proxyCA := testutil.NewTLSConnectProxy(t, "localhost")
+	_, port, _ := net.SplitHostPort(proxy.Addr)
+	gwPEM, err := os.ReadFile(g.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyPEM, err := os.ReadFile(proxyCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := filepath.Join(t.TempDir(), "both.pem")
+	if err := os.WriteFile(both, append(gwPEM, proxyPEM...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		caFile string
+		proxy  string
+		ok     bool
+	}{
+		{"proxy trusted", both, "https://localhost:" + port, true},
+		{"proxy not trusted", g.caFile, "https://localhost:" + port, false},
+		{"proxy under another name", both, "https://127.0.0.1:" + port, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := g.dialer(t, goodToken, func(c *DialConfig) { c.CAFile, c.Proxy = tt.caFile, tt.proxy })
+			d.roots.system = func() (*x509.CertPool, error) { return x509.NewCertPool(), nil }
+			conn, err := d.Dial(context.Background(), context.Background(), loopback)
+			if tt.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn.Close()
+				if got := <-proxy.Requests; got.Target != g.addr {
+					t.Errorf("proxy asked for %q, want %q", got.Target, g.addr)
+				}
+				return
+			}
+			var pe *ProbeError
+			var ve *tls.CertificateVerificationError
+			if !errors.As(err, &pe) || pe.Step != StepProxy || !errors.As(err, &ve) {
+				t.Fatalf("dial: %v, want a certificate error at the proxy step", err)
+			}
+		})
 	}
 }

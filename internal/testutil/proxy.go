@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 )
 
 // ConnectRequest is one CONNECT request a ConnectProxy received.
@@ -28,7 +29,19 @@ type ConnectProxy struct {
 // with that status line; otherwise it dials the target and relays.
 func NewConnectProxy(t testing.TB, refuse string) *ConnectProxy {
 	t.Helper()
-	ln := listen(t)
+	return serveConnectProxy(t, listen(t), refuse)
+}
+
+// NewTLSConnectProxy is a relaying CONNECT proxy that clients reach over
+// TLS (an https:// proxy), with a fresh certificate for hosts; caFile is
+// that certificate, for clients to trust.
+func NewTLSConnectProxy(t testing.TB, hosts ...string) (p *ConnectProxy, caFile string) {
+	t.Helper()
+	ln, caFile := ListenTLS(t, time.Now().Add(time.Hour), hosts...)
+	return serveConnectProxy(t, ln, ""), caFile
+}
+
+func serveConnectProxy(t testing.TB, ln net.Listener, refuse string) *ConnectProxy {
 	p := &ConnectProxy{Addr: ln.Addr().String(), Requests: make(chan ConnectRequest, 16)}
 	var wg sync.WaitGroup
 	acceptEach(ln, &wg, func(c net.Conn) {
