@@ -538,3 +538,61 @@ func goroutinesIn(funcs ...string) map[string]int {
 	}
 	return counts
 }
+
+// recordingConn keeps a copy of every write that reaches the connection.
+type recordingConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.writes = append(c.writes, bytes.Clone(p))
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// TestOpenIsOneMessage: smux's SYN and Ferry's open request reach the
+// tunnel connection in one write (one WebSocket message and TLS record).
+func TestOpenIsOneMessage(t *testing.T) {
+	gc, ac := tcpPair(t)
+	rec := &recordingConn{Conn: gc}
+	ch := make(chan *Session, 1)
+	go func() {
+		s, _, err := Agent(context.Background(), ac, testSettings(), Message{Version: "test"}, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		ch <- s
+	}()
+	gw, _, err := Gateway(context.Background(), rec, testSettings(), Message{SessionID: "s-1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := <-ch
+	if ag == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { gw.Close() })
+	serveAgent(t, ag, func(st *Stream) { st.Close() })
+
+	const target = "db.internal:5432"
+	st, err := gw.Open(context.Background(), OpenRequest{Target: target, ConnID: "c-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	syn := []byte{2, 0, 0, 0} // smux v2 SYN: version, command, no payload
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, w := range rec.writes {
+		if bytes.Contains(w, []byte(target)) {
+			if i := bytes.Index(w, syn); i < 0 || i > bytes.Index(w, []byte(target)) {
+				t.Fatalf("the open request left without its SYN: % x", w)
+			}
+			return
+		}
+	}
+	t.Fatal("no write held the open request")
+}
