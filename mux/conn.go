@@ -171,12 +171,9 @@ func (c *watchedConn) writeDirect(v [][]byte, n int) (int, error) {
 	c.mu.Unlock()
 	_, err := c.Conn.Write(buf)
 	c.mu.Lock()
-	c.direct, c.writing = buf[:0], false
-	if err != nil && c.werr == nil {
-		c.werr = err
-	}
+	c.direct = buf[:0]
+	c.wrote(err)
 	more := len(c.pending) > 0
-	c.space.Broadcast()
 	c.mu.Unlock()
 	if err != nil {
 		c.Conn.Close()
@@ -186,6 +183,16 @@ func (c *watchedConn) writeDirect(v [][]byte, n int) (int, error) {
 		c.wakeFlusher()
 	}
 	return n, nil
+}
+
+// wrote ends a message's write, keeping the first error; called with c.mu
+// held.
+func (c *watchedConn) wrote(err error) {
+	c.writing = false
+	if err != nil && c.werr == nil {
+		c.werr = err
+	}
+	c.space.Broadcast()
 }
 
 func (c *watchedConn) wakeFlusher() {
@@ -230,11 +237,8 @@ func (c *watchedConn) writeBatch() bool {
 	c.mu.Unlock()
 	_, err := c.Conn.Write(batch)
 	c.mu.Lock()
-	c.spare, c.writing = batch[:0], false
-	if err != nil && c.werr == nil {
-		c.werr = err
-	}
-	c.space.Broadcast()
+	c.spare = batch[:0]
+	c.wrote(err)
 	c.mu.Unlock()
 	if err != nil {
 		c.Conn.Close()

@@ -187,6 +187,8 @@ func (d *Dialer) Dial(ctx, life context.Context, ip netip.Addr) (net.Conn, error
 			if addr != target {
 				return nil, fmt.Errorf("refusing to dial %s: not the chosen gateway address %s", addr, target)
 			}
+			// The transport dials on a context stripped of the request's
+			// deadline: bound the dial again.
 			ctx, cancel := context.WithTimeout(ctx, d.cfg.HandshakeTimeout)
 			defer cancel()
 			var res ProbeResult

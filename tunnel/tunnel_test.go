@@ -89,6 +89,20 @@ func (g *gateway) dialer(t *testing.T, token string, mod func(*DialConfig)) *Dia
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
+// caPool is the gateway's certificate as a pool of roots.
+func (g *gateway) caPool(t *testing.T) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(g.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no certificate", g.caFile)
+	}
+	return pool
+}
+
 func TestDialAuthenticates(t *testing.T) {
 	g := startGateway(t)
 	conn, err := g.dialer(t, goodToken, nil).Dial(context.Background(), context.Background(), loopback)
@@ -276,12 +290,7 @@ func TestProxyRefusalIsReported(t *testing.T) {
 // checked against them.
 func TestCAFileSparesSystemRoots(t *testing.T) {
 	g := startGateway(t)
-	pem, err := os.ReadFile(g.caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gatewayCA := x509.NewCertPool()
-	gatewayCA.AppendCertsFromPEM(pem)
+	gatewayCA := g.caPool(t)
 	otherCA, _, err := testutil.WriteCert(t.TempDir(), "localhost")
 	if err != nil {
 		t.Fatal(err)
@@ -322,12 +331,7 @@ func TestCAFileSparesSystemRoots(t *testing.T) {
 // whichever roots vouch for it, and a dialer never verifies without a name.
 func TestGatewayNameVerified(t *testing.T) {
 	g := startGateway(t)
-	pem, err := os.ReadFile(g.caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gatewayCA := x509.NewCertPool()
-	gatewayCA.AppendCertsFromPEM(pem)
+	gatewayCA := g.caPool(t)
 	_, port, _ := net.SplitHostPort(g.addr)
 	for _, caFile := range []string{g.caFile, ""} { // ca_file's roots, the system's
 		d := g.dialer(t, goodToken, func(c *DialConfig) {
