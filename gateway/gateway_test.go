@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,13 @@ func TestMain(m *testing.M) {
 // and answers ok, then holds it open.
 func pair(t *testing.T, agent string) *session {
 	t.Helper()
+	return pairWith(t, agent, func(st *mux.Stream) { st.Reply(mux.Reply{Code: mux.CodeOK}) })
+}
+
+// pairWith is pair with answer, run on the agent side for each stream
+// after its open request has been read.
+func pairWith(t *testing.T, agent string, answer func(st *mux.Stream)) *session {
+	t.Helper()
 	gc, ac := net.Pipe()
 	set := mux.DefaultSettings()
 	ch := make(chan *mux.Session, 1)
@@ -40,7 +48,7 @@ func pair(t *testing.T, agent string) *session {
 				return
 			}
 			st.ReadRequest()
-			st.Reply(mux.Reply{Code: mux.CodeOK})
+			answer(st)
 		}
 	}()
 	gs, _, err := mux.Gateway(context.Background(), gc, set, mux.Message{}, nil)
@@ -60,7 +68,7 @@ func TestPickSpreadsAndSkipsDraining(t *testing.T) {
 	}
 	// Load a with two streams: new streams go to b.
 	for range 2 {
-		st, err := a.sess.Open(context.Background(), mux.OpenRequest{Target: "x:1"})
+		st, err := a.sess.Open(context.Background(), mux.OpenRequest{Target: "x:1"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,6 +89,43 @@ func TestPickSpreadsAndSkipsDraining(t *testing.T) {
 	}
 	if r.remove(b) || !r.remove(a) {
 		t.Fatal("remove: last wrong")
+	}
+}
+
+// TestRetrySendsFirstAgain: an open that the agent answers busy moves to
+// the agent's next tunnel with the client's first bytes, and they reach
+// the target intact, once.
+func TestRetrySendsFirstAgain(t *testing.T) {
+	var opens atomic.Int32
+	answer := func(st *mux.Stream) {
+		if opens.Add(1) == 1 {
+			st.Reply(mux.Reply{Code: mux.CodeBusy, Message: "tunnel is being replaced"})
+			st.Close()
+			return
+		}
+		st.Reply(mux.Reply{Code: mux.CodeOK})
+		io.Copy(st, st) // the target echoes
+		st.Close()
+	}
+	g := &Gateway{reg: newRegistry()}
+	g.cfg.Limits.MaxStreamsPerAgent = 10
+	g.reg.add(pairWith(t, "acme", answer))
+	g.reg.add(pairWith(t, "acme", answer))
+
+	first := []byte("\x16\x03\x01 a TLS ClientHello")
+	st, err := g.dialStream(context.Background(), "acme", "db:5432", "c-1", first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.CloseWrite()
+	st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(st)
+	if err != nil || string(got) != string(first) {
+		t.Fatalf("echo = %q, %v; want %q", got, err, first)
+	}
+	if n := opens.Load(); n != 2 {
+		t.Fatalf("%d opens, want 2 (busy, then ok)", n)
 	}
 }
 

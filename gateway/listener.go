@@ -94,12 +94,21 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 		g.active.Add(-1)
 		g.clients.Done()
 	}
-	conn.SetNoDelay(true)
 	id := newID("c")
 	start := time.Now()
+	first, err := mux.ReadFirst(conn)
+	if err != nil {
+		mux.Reset(conn)
+		g.log.Info("connection", "conn", id, "connection", c.Name, "agent", c.Agent, "target", c.Target,
+			"client", conn.RemoteAddr().String(), "result", "client_reset", "err", err)
+		release()
+		return
+	}
+	sent := int64(first.Len())
 	ctx, cancel := context.WithTimeout(g.life, g.cfg.Limits.OpenTimeout)
-	st, err := g.dialStream(ctx, c.Agent, c.Target, id)
+	st, err := g.dialStream(ctx, c.Agent, c.Target, id, first.Bytes())
 	cancel()
+	first.Release()
 	g.m.StreamOpenDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		mux.Reset(conn)
@@ -115,6 +124,7 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 	mux.Start(g.life, conn, st, func(res mux.PipeResult) {
 		defer release()
 		g.m.StreamsActive.Dec()
+		res.ToStream += sent
 		g.m.Bytes.WithLabelValues(c.Agent, "to_agent").Add(float64(res.ToStream))
 		g.m.Bytes.WithLabelValues(c.Agent, "from_agent").Add(float64(res.FromStream))
 		attrs := []any{"conn", id, "connection", c.Name, "agent", c.Agent, "target", c.Target,

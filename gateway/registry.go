@@ -114,7 +114,7 @@ func (r *registry) pick(agent string, skip map[*session]bool) (best *session, to
 // a refusal comes back as an error wrapping *mux.OpenError. The returned
 // connection supports CloseWrite (half-close).
 func (g *Gateway) Dial(ctx context.Context, agent, target string) (*mux.Stream, error) {
-	return g.dialStream(ctx, agent, target, newID("c"))
+	return g.dialStream(ctx, agent, target, newID("c"), nil)
 }
 
 // maxOpenAttempts bounds how many tunnels one connection tries: a tunnel
@@ -122,7 +122,10 @@ func (g *Gateway) Dial(ctx context.Context, agent, target string) (*mux.Stream, 
 // (busy), sends it on to the next.
 const maxOpenAttempts = 4
 
-func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string) (*mux.Stream, error) {
+// dialStream opens a stream to target through one of agent's tunnels;
+// first, the client's first bytes, goes with the open request (again, when
+// an attempt moves on to the next tunnel).
+func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string, first []byte) (*mux.Stream, error) {
 	tried := map[*session]bool{}
 	var last error = ErrAgentOffline
 	for range maxOpenAttempts {
@@ -133,7 +136,7 @@ func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string) 
 		if total >= g.cfg.Limits.MaxStreamsPerAgent {
 			return nil, fmt.Errorf("dial %s through agent %q: %w of %d ([limits] max_streams_per_agent)", target, agent, ErrAgentBusy, g.cfg.Limits.MaxStreamsPerAgent)
 		}
-		st, err := s.sess.Open(ctx, mux.OpenRequest{Target: target, ConnID: connID})
+		st, err := s.sess.Open(ctx, mux.OpenRequest{Target: target, ConnID: connID}, first)
 		if err == nil {
 			return st, nil
 		}

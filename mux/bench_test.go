@@ -104,7 +104,7 @@ func benchOpen(b *testing.B, transport string) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		st, err := gw.Open(ctx, req)
+		st, err := gw.Open(ctx, req, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

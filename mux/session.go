@@ -256,12 +256,17 @@ func (s *Session) shutdown(why error) {
 // Open opens a data stream to target (gateway side): it sends the open
 // request and waits for the agent's reply, bounded by ctx and the handshake
 // timeout. A reply other than ok gives an *OpenError.
-func (s *Session) Open(ctx context.Context, req OpenRequest) (*Stream, error) {
+//
+// first, if not empty, is the start of the client's data (see ReadFirst).
+// It travels in the same message as the request, and the agent passes it
+// to the target once connected, so a client that speaks first loses no
+// round trip to the handshake. An agent that refuses the stream drops it.
+func (s *Session) Open(ctx context.Context, req OpenRequest, first []byte) (*Stream, error) {
 	buf, err := req.Append(make([]byte, 0, 4+len(req.Target)+len(req.ConnID)))
 	if err != nil {
 		return nil, err
 	}
-	release := s.conn.hold() // the SYN and the request travel together
+	release := s.conn.hold() // the SYN, the request and first travel together
 	sst, err := s.sm.OpenStream()
 	if err != nil {
 		release()
@@ -271,6 +276,9 @@ func (s *Session) Open(ctx context.Context, req OpenRequest) (*Stream, error) {
 	stop := handshakeDeadline(ctx, sst, s.set.HandshakeTimeout)
 	defer stop()
 	_, err = sst.Write(buf)
+	if err == nil && len(first) > 0 {
+		_, err = sst.Write(first)
+	}
 	release()
 	if err != nil {
 		st.Close()

@@ -174,7 +174,7 @@ func TestHalfCloseEcho(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				st, err := gw.Open(context.Background(), OpenRequest{Target: "echo:1"})
+				st, err := gw.Open(context.Background(), OpenRequest{Target: "echo:1"}, nil)
 				if err != nil {
 					t.Error(err)
 					return
@@ -210,7 +210,7 @@ func TestOpenRefused(t *testing.T) {
 				st.Close()
 			}
 		}()
-		_, err := gw.Open(context.Background(), OpenRequest{Target: "x:1"})
+		_, err := gw.Open(context.Background(), OpenRequest{Target: "x:1"}, nil)
 		var oe *OpenError
 		if !errors.As(err, &oe) || oe.Reply.Code != CodeDenied || oe.Reply.Message != "no rule admits x:1" {
 			t.Fatalf("got %v, want denied OpenError", err)
@@ -235,7 +235,7 @@ func TestOpenTimesOutWithoutReply(t *testing.T) {
 	go serveAgentNoReply()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err := gw.Open(ctx, OpenRequest{Target: "slow:1"})
+	_, err := gw.Open(ctx, OpenRequest{Target: "slow:1"}, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want deadline exceeded", err)
 	}
@@ -322,7 +322,7 @@ func newPipeHarness(t testing.TB, transport string) *pipeHarness {
 		st.Reply(Reply{Code: CodeOK})
 		h.agRes <- pipeWait(context.Background(), tgtB.(*net.TCPConn), st)
 	}()
-	st, err := gw.Open(context.Background(), OpenRequest{Target: "t:1"})
+	st, err := gw.Open(context.Background(), OpenRequest{Target: "t:1"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +481,7 @@ func TestStartIdleGoroutines(t *testing.T) {
 	}()
 	clients := make([]net.Conn, n)
 	for i := range clients {
-		st, err := gw.Open(context.Background(), OpenRequest{Target: "t:1"})
+		st, err := gw.Open(context.Background(), OpenRequest{Target: "t:1"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -553,8 +553,10 @@ func (c *recordingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// TestOpenIsOneMessage: smux's SYN and Ferry's open request reach the
-// tunnel connection in one write (one WebSocket message and TLS record).
+// TestOpenIsOneMessage: smux's SYN, Ferry's open request and the client's
+// first bytes reach the tunnel connection in one write (one WebSocket
+// message and TLS record), and the first bytes reach the agent's side of
+// the stream intact, after the request.
 func TestOpenIsOneMessage(t *testing.T) {
 	gc, ac := tcpPair(t)
 	rec := &recordingConn{Conn: gc}
@@ -575,24 +577,60 @@ func TestOpenIsOneMessage(t *testing.T) {
 		t.FailNow()
 	}
 	t.Cleanup(func() { gw.Close() })
-	serveAgent(t, ag, func(st *Stream) { st.Close() })
+	const first = "\x00\x00\x00\x08\x04\xd2\x16\x2f" // a PostgreSQL SSLRequest
+	got := make(chan string, 1)
+	serveAgent(t, ag, func(st *Stream) {
+		b := make([]byte, len(first))
+		st.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, _ := io.ReadFull(st, b)
+		got <- string(b[:n])
+		st.Close()
+	})
 
 	const target = "db.internal:5432"
-	st, err := gw.Open(context.Background(), OpenRequest{Target: target, ConnID: "c-1"})
+	st, err := gw.Open(context.Background(), OpenRequest{Target: target, ConnID: "c-1"}, []byte(first))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
+	defer st.Close()
+	if g := <-got; g != first {
+		t.Fatalf("agent read %q after the request, want %q", g, first)
+	}
 	syn := []byte{2, 0, 0, 0} // smux v2 SYN: version, command, no payload
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for _, w := range rec.writes {
-		if bytes.Contains(w, []byte(target)) {
-			if i := bytes.Index(w, syn); i < 0 || i > bytes.Index(w, []byte(target)) {
+		if i := bytes.Index(w, []byte(target)); i >= 0 {
+			if s := bytes.Index(w, syn); s < 0 || s > i {
 				t.Fatalf("the open request left without its SYN: % x", w)
+			}
+			if f := bytes.Index(w, []byte(first)); f < i {
+				t.Fatalf("the first bytes did not follow the open request in its message: % x", w)
 			}
 			return
 		}
 	}
 	t.Fatal("no write held the open request")
+}
+
+// TestOpenRefusedDropsFirst: the first bytes of a refused stream never reach
+// the agent's handler, and the refusal comes back as an *OpenError.
+func TestOpenRefusedDropsFirst(t *testing.T) {
+	gw, ag := sessionPair(t, "tcp")
+	go func() {
+		st, err := ag.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		if _, err := st.ReadRequest(); err != nil {
+			t.Error(err)
+		}
+		st.Reply(Reply{Code: CodeDenied, Message: "not allowed"})
+		st.Close()
+	}()
+	_, err := gw.Open(context.Background(), OpenRequest{Target: "x:1"}, bytes.Repeat([]byte("a"), 40<<10))
+	var oe *OpenError
+	if !errors.As(err, &oe) || oe.Reply.Code != CodeDenied {
+		t.Fatalf("open = %v, want a denied *OpenError", err)
+	}
 }

@@ -30,3 +30,23 @@ func waitReadable(rc syscall.RawConn) error {
 	}
 	return perr
 }
+
+// readNow reads what the socket holds without waiting for more: 0 and no
+// error when nothing is there yet.
+func readNow(rc syscall.RawConn, b []byte) (int, error) {
+	var n int
+	var rerr error
+	err := rc.Read(func(fd uintptr) bool {
+		n, rerr = syscall.Read(int(fd), b)
+		return true
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errors.Is(rerr, syscall.EAGAIN) || errors.Is(rerr, syscall.EINTR):
+		return 0, nil
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	}
+	return n, nil
+}

@@ -1,0 +1,88 @@
+//go:build unix
+
+package mux
+
+import (
+	"errors"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// acceptedPair is a client and the server's accepted end of one TCP
+// connection.
+func acceptedPair(t *testing.T) (client *net.TCPConn, server net.Conn) {
+	t.Helper()
+	srv, cl := tcpPair(t)
+	t.Cleanup(func() { srv.Close(); cl.Close() })
+	return cl.(*net.TCPConn), srv
+}
+
+// readFirstSoon polls ReadFirst until it returns bytes or an error: the
+// test's own writes cross loopback asynchronously.
+func readFirstSoon(t *testing.T, conn net.Conn) (First, error) {
+	t.Helper()
+	var f First
+	var err error
+	waitFor(t, func() bool {
+		f, err = ReadFirst(conn)
+		return err != nil || f.Len() > 0
+	})
+	return f, err
+}
+
+func TestReadFirst(t *testing.T) {
+	t.Run("nothing sent yet", func(t *testing.T) {
+		_, srv := acceptedPair(t)
+		f, err := ReadFirst(srv)
+		if err != nil || f.Len() != 0 || f.Bytes() != nil {
+			t.Fatalf("ReadFirst = %q, %v; want nothing, no error", f.Bytes(), err)
+		}
+		f.Release()
+	})
+	t.Run("bytes waiting", func(t *testing.T) {
+		cl, srv := acceptedPair(t)
+		cl.Write([]byte("GET / HTTP/1.1\r\n"))
+		f, err := readFirstSoon(t, srv)
+		if err != nil || string(f.Bytes()) != "GET / HTTP/1.1\r\n" {
+			t.Fatalf("ReadFirst = %q, %v", f.Bytes(), err)
+		}
+		f.Release()
+		f.Release() // twice is harmless
+		if f.Bytes() != nil {
+			t.Fatal("Bytes after Release")
+		}
+	})
+	t.Run("bytes then end of data", func(t *testing.T) {
+		cl, srv := acceptedPair(t)
+		cl.Write([]byte("ping"))
+		cl.CloseWrite()
+		f, err := readFirstSoon(t, srv)
+		if err != nil || string(f.Bytes()) != "ping" {
+			t.Fatalf("ReadFirst = %q, %v", f.Bytes(), err)
+		}
+		f.Release()
+		srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := srv.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+			t.Fatalf("read after ReadFirst = %d, %v; want the end of data", n, err)
+		}
+	})
+	t.Run("reset is an error", func(t *testing.T) {
+		cl, srv := acceptedPair(t)
+		cl.SetLinger(0)
+		cl.Close()
+		_, err := readFirstSoon(t, srv)
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("ReadFirst after a reset = %v, want ECONNRESET", err)
+		}
+	})
+	t.Run("closed connection", func(t *testing.T) {
+		_, srv := acceptedPair(t)
+		srv.Close()
+		if _, err := ReadFirst(srv); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("ReadFirst on a closed conn = %v, want net.ErrClosed", err)
+		}
+	})
+}
