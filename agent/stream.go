@@ -123,9 +123,7 @@ func (a *Agent) dial(ctx context.Context, target string) (*net.TCPConn, mux.Code
 	a.m.DialDuration.Observe(time.Since(start).Seconds())
 	switch {
 	case err == nil:
-		tc := c.(*net.TCPConn)
-		tc.SetNoDelay(true)
-		return tc, mux.CodeOK, ""
+		return c.(*net.TCPConn), mux.CodeOK, "" // Go sets TCP_NODELAY on every TCP connection
 	case errors.Is(err, errAddrDenied):
 		return nil, mux.CodeDenied, err.Error()
 	case errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || isTimeout(err):

@@ -86,3 +86,47 @@ func TestReadFirst(t *testing.T) {
 		}
 	})
 }
+
+// TestReadReady: the copy's read gives each chunk intact, the end of data
+// as io.EOF and a reset as an error, and holds no buffer after any of the
+// last two.
+func TestReadReady(t *testing.T) {
+	cl, srv := acceptedPair(t)
+	rc, err := srv.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf *[]byte
+	got := make(chan string)
+	read := func() {
+		b, err := readReady(rc, &buf)
+		if err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		got <- string(b)
+	}
+	go read() // waits: nothing has been sent
+	cl.Write([]byte("hello"))
+	if g := <-got; g != "hello" {
+		t.Fatalf("first read = %q", g)
+	}
+	cl.Write([]byte("again"))
+	go read()
+	if g := <-got; g != "again" {
+		t.Fatalf("second read = %q", g)
+	}
+	cl.CloseWrite()
+	if b, err := readReady(rc, &buf); err != io.EOF || b != nil || buf != nil {
+		t.Fatalf("at the end of data: %q, %v, buffer held %v; want io.EOF and no buffer", b, err, buf != nil)
+	}
+
+	cl2, srv2 := acceptedPair(t)
+	rc2, _ := srv2.(*net.TCPConn).SyscallConn()
+	cl2.SetLinger(0)
+	cl2.Close()
+	var buf2 *[]byte
+	if _, err := readReady(rc2, &buf2); !errors.Is(err, syscall.ECONNRESET) || buf2 != nil {
+		t.Fatalf("after a reset: %v, buffer held %v; want ECONNRESET and no buffer", err, buf2 != nil)
+	}
+}

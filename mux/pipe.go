@@ -136,13 +136,13 @@ func (p *pipe) finish() {
 	p.done(res)
 }
 
-// copyToStream copies conn to st until EOF (returned as nil). It waits for
-// conn to become readable before it takes a buffer, and gives the buffer
-// back after a read that drained the socket, so an idle connection holds
-// none.
+// copyToStream copies conn to st until EOF (returned as nil). Where the
+// system allows, it takes a buffer only once conn has data and gives it
+// back when conn is drained, so an idle connection holds none; each wait
+// for data then costs one read that finds nothing.
 func copyToStream(st *Stream, conn net.Conn) (int64, error) {
 	var rc syscall.RawConn
-	if sc, ok := conn.(syscall.Conn); ok {
+	if sc, ok := conn.(syscall.Conn); ok && readsReady {
 		rc, _ = sc.SyscallConn()
 	}
 	var total int64
@@ -153,32 +153,41 @@ func copyToStream(st *Stream, conn net.Conn) (int64, error) {
 		}
 	}()
 	for {
-		if buf == nil {
-			if rc != nil {
-				if err := waitReadable(rc); err != nil {
-					return total, err
-				}
+		var b []byte
+		var err error
+		if rc != nil {
+			b, err = readReady(rc, &buf)
+		} else {
+			if buf == nil {
+				buf = copyBufs.Get().(*[]byte)
 			}
-			buf = copyBufs.Get().(*[]byte)
+			var n int
+			n, err = conn.Read(*buf)
+			b = (*buf)[:n]
 		}
-		n, err := conn.Read(*buf)
-		if n > 0 {
-			if _, werr := st.Write((*buf)[:n]); werr != nil {
+		if len(b) > 0 {
+			if _, werr := st.Write(b); werr != nil {
 				return total, werr
 			}
-			total += int64(n)
+			total += int64(len(b))
 		}
 		if err == io.EOF {
 			return total, nil
 		}
 		if err != nil {
-			return total, err
-		}
-		if n < len(*buf) {
-			copyBufs.Put(buf)
-			buf = nil
+			return total, opError(conn, err)
 		}
 	}
+}
+
+// opError gives a read error from the raw socket the form net.Conn's
+// reads give it.
+func opError(conn net.Conn, err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return err
+	}
+	return &net.OpError{Op: "read", Net: "tcp", Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: err}
 }
 
 // Reset closes conn with a TCP reset rather than a FIN where it can.

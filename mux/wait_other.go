@@ -2,11 +2,18 @@
 
 package mux
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+)
 
-// waitReadable is a no-op where the socket cannot be peeked at: the copy
-// then holds its buffer while it waits.
-func waitReadable(syscall.RawConn) error { return nil }
+// readsReady: here a read cannot wait for data without a buffer, so a copy
+// holds its buffer while its connection is idle.
+const readsReady = false
+
+func readReady(syscall.RawConn, **[]byte) ([]byte, error) {
+	return nil, errors.New("readReady is not supported on this system")
+}
 
 // readNow reads nothing where a socket cannot be read without waiting: a
 // client's first bytes then follow the open reply.

@@ -4,31 +4,53 @@ package mux
 
 import (
 	"errors"
+	"io"
 	"os"
 	"syscall"
 )
 
-// waitReadable blocks until the socket has data, an end of file or an
-// error to report, without reading anything. An error the peek sees (a
-// reset) is returned: the peek consumes it, so a later read would only see
-// an end of file.
-func waitReadable(rc syscall.RawConn) error {
-	var perr error
+// readsReady: a socket's reads can wait for data before taking a buffer.
+const readsReady = true
+
+// readReady waits until the socket has data (or an end of file or an
+// error) and reads it into *buf, taking a buffer from copyBufs only then:
+// a connection waiting for data holds none. When the socket turns out to
+// be drained, the buffer goes back to the pool before the wait, and at
+// the end of data or on an error too. It returns the bytes read, or
+// io.EOF.
+func readReady(rc syscall.RawConn, buf **[]byte) ([]byte, error) {
+	var n int
+	var rerr error
 	err := rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		if errors.Is(err, syscall.EAGAIN) {
-			return false
+		if *buf == nil {
+			*buf = copyBufs.Get().(*[]byte)
 		}
-		if err != nil && !errors.Is(err, syscall.EINTR) {
-			perr = os.NewSyscallError("recvfrom", err)
+		for {
+			n, rerr = syscall.Read(int(fd), **buf)
+			if !errors.Is(rerr, syscall.EINTR) {
+				break
+			}
+		}
+		if errors.Is(rerr, syscall.EAGAIN) {
+			copyBufs.Put(*buf)
+			*buf = nil
+			return false
 		}
 		return true
 	})
-	if err != nil {
-		return err
+	switch {
+	case err == nil && rerr == nil && n > 0:
+		return (**buf)[:n], nil
+	case err == nil && rerr != nil:
+		err = os.NewSyscallError("read", rerr)
+	case err == nil:
+		err = io.EOF
 	}
-	return perr
+	if *buf != nil {
+		copyBufs.Put(*buf)
+		*buf = nil
+	}
+	return nil, err
 }
 
 // readNow reads what the socket holds without waiting for more: 0 and no
