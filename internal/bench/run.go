@@ -464,6 +464,8 @@ func (r *runner) throughput(p Path, conns int, up bool, rep int) {
 // ratePhase: new connections (open, 1-byte echo, close), one at a time
 // and with Workers at once.
 func (r *runner) ratePhase(ctx context.Context) {
+	var hit []string // rates measured while conntrack dropped packets
+	var dropped uint64
 	for rep := range r.s.Reps {
 		for _, p := range r.live(ctx) {
 			for _, workers := range []int{1, r.s.Workers} {
@@ -471,9 +473,18 @@ func (r *runner) ratePhase(ctx context.Context) {
 				if workers > 1 {
 					test = "rate_par"
 				}
+				d0, ok := conntrackDrops()
 				r.connRate(p, test, workers, rep)
+				if d1, _ := conntrackDrops(); ok && d1 > d0 {
+					hit = append(hit, fmt.Sprintf("%s %s rep %d", p.Name(), test, rep+1))
+					dropped += d1 - d0
+				}
 			}
 		}
+	}
+	if len(hit) > 0 {
+		r.res.Notes = append(r.res.Notes, fmt.Sprintf("the kernel's connection tracking table (net.netfilter.nf_conntrack_max = %s) was full and dropped %d packets during %s: those rates measure SYN retransmissions, not the path; raise the limit (sysctl -w net.netfilter.nf_conntrack_max=1048576) or shorten -duration, and run again",
+			conntrackMax(), dropped, strings.Join(hit, ", ")))
 	}
 }
 
