@@ -92,6 +92,36 @@ func TestPickSpreadsAndSkipsDraining(t *testing.T) {
 	}
 }
 
+// TestNoRetryAfterFirstSent: a tunnel that dies after the open request and
+// the client's first bytes went out is not retried on the agent's next
+// tunnel: the agent may have passed them on already, and a second try could
+// deliver them twice.
+func TestNoRetryAfterFirstSent(t *testing.T) {
+	var opens atomic.Int32
+	var sessions []*session
+	answer := func(st *mux.Stream) {
+		opens.Add(1)
+		for _, s := range sessions {
+			if s.sess.NumStreams() > 0 {
+				s.sess.Close() // the tunnel dies before the reply
+			}
+		}
+	}
+	g := &Gateway{reg: newRegistry()}
+	g.cfg.Limits.MaxStreamsPerAgent = 10
+	sessions = []*session{pairWith(t, "acme", answer), pairWith(t, "acme", answer)}
+	for _, s := range sessions {
+		g.reg.add(s)
+	}
+	_, err := g.dialStream(context.Background(), "acme", "db:5432", "c-1", []byte("POST /pay HTTP/1.1\r\n"))
+	if err == nil || !errors.Is(err, mux.ErrSessionClosed) {
+		t.Fatalf("dial = %v, want the tunnel's end", err)
+	}
+	if n := opens.Load(); n != 1 {
+		t.Fatalf("the request reached %d tunnels, want 1", n)
+	}
+}
+
 // TestRetrySendsFirstAgain: an open that the agent answers busy moves to
 // the agent's next tunnel with the client's first bytes, and they reach
 // the target intact, once.
@@ -144,16 +174,24 @@ func TestOpenResultLabels(t *testing.T) {
 }
 
 func TestRetryable(t *testing.T) {
-	for err, want := range map[error]bool{
-		&mux.OpenError{Reply: mux.Reply{Code: mux.CodeBusy}}:   true,
-		&mux.OpenError{Reply: mux.Reply{Code: mux.CodeDenied}}: false,
-		fmt.Errorf("open: %w", mux.ErrSessionClosed):           true,
-		fmt.Errorf("read open reply: %w", io.ErrUnexpectedEOF): true,
-		fmt.Errorf("wait: %w", context.DeadlineExceeded):       false,
-		context.Canceled: false,
+	notSent := fmt.Errorf("open stream: %w (%w)", mux.ErrSessionClosed, mux.ErrNotSent)
+	for _, c := range []struct {
+		err              error
+		plain, withFirst bool // retried without first bytes, with them
+	}{
+		{&mux.OpenError{Reply: mux.Reply{Code: mux.CodeBusy}}, true, true},
+		{&mux.OpenError{Reply: mux.Reply{Code: mux.CodeDenied}}, false, false},
+		{notSent, true, true},
+		{fmt.Errorf("read open reply: %w", mux.ErrSessionClosed), true, false},
+		{fmt.Errorf("read open reply: %w", io.ErrUnexpectedEOF), true, false},
+		{fmt.Errorf("wait: %w", context.DeadlineExceeded), false, false},
+		{context.Canceled, false, false},
 	} {
-		if got := retryable(err); got != want {
-			t.Errorf("retryable(%v) = %v, want %v", err, got, want)
+		if got := retryable(c.err, false); got != c.plain {
+			t.Errorf("retryable(%v) = %v, want %v", c.err, got, c.plain)
+		}
+		if got := retryable(c.err, true); got != c.withFirst {
+			t.Errorf("retryable(%v) after first bytes = %v, want %v", c.err, got, c.withFirst)
 		}
 	}
 }

@@ -97,18 +97,16 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 	id := newID("c")
 	start := time.Now()
 	first, err := mux.ReadFirst(conn)
-	if err != nil {
+	if err != nil { // the client is gone: there is nothing to open
 		mux.Reset(conn)
 		g.log.Info("connection", "conn", id, "connection", c.Name, "agent", c.Agent, "target", c.Target,
-			"client", conn.RemoteAddr().String(), "result", "client_reset", "err", err)
+			"client", conn.RemoteAddr().String(), "result", "client_gone", "err", err)
 		release()
 		return
 	}
-	sent := int64(first.Len())
 	ctx, cancel := context.WithTimeout(g.life, g.cfg.Limits.OpenTimeout)
-	st, err := g.dialStream(ctx, c.Agent, c.Target, id, first.Bytes())
+	st, err := g.dialStream(ctx, c.Agent, c.Target, id, first)
 	cancel()
-	first.Release()
 	g.m.StreamOpenDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		mux.Reset(conn)
@@ -124,7 +122,7 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 	mux.Start(g.life, conn, st, func(res mux.PipeResult) {
 		defer release()
 		g.m.StreamsActive.Dec()
-		res.ToStream += sent
+		res.ToStream += int64(len(first))
 		g.m.Bytes.WithLabelValues(c.Agent, "to_agent").Add(float64(res.ToStream))
 		g.m.Bytes.WithLabelValues(c.Agent, "from_agent").Add(float64(res.FromStream))
 		attrs := []any{"conn", id, "connection", c.Name, "agent", c.Agent, "target", c.Target,

@@ -140,7 +140,7 @@ func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string, 
 		if err == nil {
 			return st, nil
 		}
-		if retryable(err) {
+		if retryable(err, len(first) > 0) {
 			tried[s], last = true, err
 			continue
 		}
@@ -151,13 +151,19 @@ func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string, 
 
 // retryable reports whether an open that failed on one tunnel may go to the
 // agent's next one: the agent answered busy (a draining replica or a tunnel
-// being replaced), or the tunnel failed before any answer (it died between
-// pick and open; the client has sent nothing through it yet). A refusal or
-// a timeout is final: another tunnel would only repeat it.
-func retryable(err error) bool {
+// being replaced: it refuses before it dials), or the tunnel failed before
+// any answer. A refusal or a timeout is final: another tunnel would only
+// repeat it. Once the client's first bytes went out with the request, a
+// tunnel that failed before answering may have passed them to the target
+// already, and a second try could deliver them twice (a request run twice):
+// then only busy, and an open that sent nothing at all, go on.
+func retryable(err error, sentFirst bool) bool {
 	var oe *mux.OpenError
 	if errors.As(err, &oe) {
 		return oe.Reply.Code == mux.CodeBusy
+	}
+	if sentFirst {
+		return errors.Is(err, mux.ErrNotSent)
 	}
 	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
 		!errors.Is(err, mux.ErrBadRequest)

@@ -3,6 +3,7 @@
 package mux
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -22,48 +23,65 @@ func acceptedPair(t *testing.T) (client *net.TCPConn, server net.Conn) {
 
 // readFirstSoon polls ReadFirst until it returns bytes or an error: the
 // test's own writes cross loopback asynchronously.
-func readFirstSoon(t *testing.T, conn net.Conn) (First, error) {
+func readFirstSoon(t *testing.T, conn net.Conn) ([]byte, error) {
 	t.Helper()
-	var f First
+	var b []byte
 	var err error
 	waitFor(t, func() bool {
-		f, err = ReadFirst(conn)
-		return err != nil || f.Len() > 0
+		b, err = ReadFirst(conn)
+		return err != nil || len(b) > 0
 	})
-	return f, err
+	return b, err
 }
 
 func TestReadFirst(t *testing.T) {
 	t.Run("nothing sent yet", func(t *testing.T) {
 		_, srv := acceptedPair(t)
-		f, err := ReadFirst(srv)
-		if err != nil || f.Len() != 0 || f.Bytes() != nil {
-			t.Fatalf("ReadFirst = %q, %v; want nothing, no error", f.Bytes(), err)
+		if b, err := ReadFirst(srv); err != nil || b != nil {
+			t.Fatalf("ReadFirst = %q, %v; want nothing, no error", b, err)
 		}
-		f.Release()
 	})
 	t.Run("bytes waiting", func(t *testing.T) {
 		cl, srv := acceptedPair(t)
 		cl.Write([]byte("GET / HTTP/1.1\r\n"))
-		f, err := readFirstSoon(t, srv)
-		if err != nil || string(f.Bytes()) != "GET / HTTP/1.1\r\n" {
-			t.Fatalf("ReadFirst = %q, %v", f.Bytes(), err)
+		b, err := readFirstSoon(t, srv)
+		if err != nil || string(b) != "GET / HTTP/1.1\r\n" {
+			t.Fatalf("ReadFirst = %q, %v", b, err)
 		}
-		f.Release()
-		f.Release() // twice is harmless
-		if f.Bytes() != nil {
-			t.Fatal("Bytes after Release")
+	})
+	t.Run("at most MaxFirst, the rest stays", func(t *testing.T) {
+		cl, srv := acceptedPair(t)
+		sent := make([]byte, MaxFirst+100)
+		for i := range sent {
+			sent[i] = byte(i)
+		}
+		cl.Write(sent)
+		var got []byte
+		waitFor(t, func() bool { // until the whole write has arrived
+			b, err := ReadFirst(srv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, b...)
+			return len(got) >= len(sent)
+		})
+		if !bytes.Equal(got, sent) {
+			t.Fatalf("reads in pieces of at most %d bytes gave %d bytes, not what was sent", MaxFirst, len(got))
+		}
+		cl.Write(sent)
+		b, _ := readFirstSoon(t, srv)
+		if len(b) > MaxFirst {
+			t.Fatalf("ReadFirst returned %d bytes, more than MaxFirst (%d)", len(b), MaxFirst)
 		}
 	})
 	t.Run("bytes then end of data", func(t *testing.T) {
 		cl, srv := acceptedPair(t)
 		cl.Write([]byte("ping"))
 		cl.CloseWrite()
-		f, err := readFirstSoon(t, srv)
-		if err != nil || string(f.Bytes()) != "ping" {
-			t.Fatalf("ReadFirst = %q, %v", f.Bytes(), err)
+		b, err := readFirstSoon(t, srv)
+		if err != nil || string(b) != "ping" {
+			t.Fatalf("ReadFirst = %q, %v", b, err)
 		}
-		f.Release()
 		srv.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if n, err := srv.Read(make([]byte, 8)); n != 0 || err != io.EOF {
 			t.Fatalf("read after ReadFirst = %d, %v; want the end of data", n, err)

@@ -167,6 +167,11 @@ func copyToStream(st *Stream, conn net.Conn) (int64, error) {
 		}
 		if len(b) > 0 {
 			if _, werr := st.Write(b); werr != nil {
+				// A write that timed out (an abort sets the deadline) may
+				// leave its frame queued in smux, pointing into buf: the
+				// buffer must not go back to the pool for another
+				// connection to fill.
+				buf = nil
 				return total, werr
 			}
 			total += int64(len(b))
@@ -187,7 +192,7 @@ func opError(conn net.Conn, err error) error {
 	if errors.As(err, &op) {
 		return err
 	}
-	return &net.OpError{Op: "read", Net: "tcp", Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: err}
+	return &net.OpError{Op: "read", Net: conn.LocalAddr().Network(), Source: conn.LocalAddr(), Addr: conn.RemoteAddr(), Err: err}
 }
 
 // Reset closes conn with a TCP reset rather than a FIN where it can.

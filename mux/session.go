@@ -24,6 +24,9 @@ var (
 	ErrProtocol = errors.New("tunnel protocol violation")
 	// ErrPeerReset is the reason of a stream aborted by the other side.
 	ErrPeerReset = errors.New("stream reset by peer")
+	// ErrNotSent marks an Open that failed before it wrote anything to the
+	// tunnel: trying another tunnel cannot deliver a byte twice.
+	ErrNotSent = errors.New("nothing was sent")
 )
 
 // OpenError is returned by Open when the agent answered with anything but ok.
@@ -255,45 +258,51 @@ func (s *Session) shutdown(why error) {
 
 // Open opens a data stream to target (gateway side): it sends the open
 // request and waits for the agent's reply, bounded by ctx and the handshake
-// timeout. A reply other than ok gives an *OpenError.
+// timeout. A reply other than ok gives an *OpenError; a failure before
+// anything was written wraps ErrNotSent.
 //
 // first, if not empty, is the start of the client's data (see ReadFirst).
 // It travels in the same message as the request, and the agent passes it
 // to the target once connected, so a client that speaks first loses no
 // round trip to the handshake. An agent that refuses the stream drops it.
+// When the reply does not come (a timeout, ctx, the tunnel's end) the agent
+// may have connected and passed first on, so the stream is then aborted:
+// the target sees a reset, as the client does, not a clean end.
 func (s *Session) Open(ctx context.Context, req OpenRequest, first []byte) (*Stream, error) {
-	buf, err := req.Append(make([]byte, 0, 4+len(req.Target)+len(req.ConnID)))
+	buf, err := req.Append(make([]byte, 0, 4+len(req.Target)+len(req.ConnID)+len(first)))
 	if err != nil {
 		return nil, err
 	}
-	release := s.conn.hold() // the SYN, the request and first travel together
+	buf = append(buf, first...) // Open's own copy: smux may hold it after a timeout
+	release := s.conn.hold()    // the SYN and the message travel together
 	sst, err := s.sm.OpenStream()
 	if err != nil {
 		release()
-		return nil, fmt.Errorf("open stream: %w", ErrSessionClosed)
+		return nil, fmt.Errorf("open stream: %w (%w)", ErrSessionClosed, ErrNotSent)
 	}
 	st := s.register(sst)
+	fail := st.Close
+	if len(first) > 0 {
+		fail = func() error { st.Abort(); return nil }
+	}
 	stop := handshakeDeadline(ctx, sst, s.set.HandshakeTimeout)
 	defer stop()
 	_, err = sst.Write(buf)
-	if err == nil && len(first) > 0 {
-		_, err = sst.Write(first)
-	}
 	release()
 	if err != nil {
-		st.Close()
+		fail()
 		return nil, fmt.Errorf("send open request: %w", s.streamErr(err))
 	}
 	reply, err := ReadReply(sst)
 	if err != nil {
-		st.Close()
+		fail()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("wait for open reply: %w", ctx.Err())
 		}
 		return nil, fmt.Errorf("read open reply: %w", s.streamErr(err))
 	}
 	if !stop() {
-		st.Close()
+		fail()
 		return nil, fmt.Errorf("wait for open reply: %w", ctx.Err())
 	}
 	sst.SetDeadline(time.Time{})

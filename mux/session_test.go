@@ -613,24 +613,38 @@ func TestOpenIsOneMessage(t *testing.T) {
 	t.Fatal("no write held the open request")
 }
 
-// TestOpenRefusedDropsFirst: the first bytes of a refused stream never reach
-// the agent's handler, and the refusal comes back as an *OpenError.
-func TestOpenRefusedDropsFirst(t *testing.T) {
+// TestOpenLateReplyAborts: when the reply comes too late, an open that
+// sent first bytes aborts its stream: the agent, which may have passed them
+// to the target, sees a reset (and resets the target), not a clean end.
+func TestOpenLateReplyAborts(t *testing.T) {
 	gw, ag := sessionPair(t, "tcp")
+	reset := make(chan bool, 1)
 	go func() {
 		st, err := ag.Accept(context.Background())
 		if err != nil {
+			reset <- false
 			return
 		}
-		if _, err := st.ReadRequest(); err != nil {
-			t.Error(err)
+		defer st.Close()
+		st.ReadRequest()
+		time.Sleep(300 * time.Millisecond) // a slow dial, past the opener's deadline
+		st.Reply(Reply{Code: CodeOK})
+		st.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.Copy(io.Discard, st) // the first bytes, then the end
+		select {
+		case <-st.peerReset:
+			reset <- true
+		default:
+			reset <- false
 		}
-		st.Reply(Reply{Code: CodeDenied, Message: "not allowed"})
-		st.Close()
 	}()
-	_, err := gw.Open(context.Background(), OpenRequest{Target: "x:1"}, bytes.Repeat([]byte("a"), 40<<10))
-	var oe *OpenError
-	if !errors.As(err, &oe) || oe.Reply.Code != CodeDenied {
-		t.Fatalf("open = %v, want a denied *OpenError", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := gw.Open(ctx, OpenRequest{Target: "db:5432"}, []byte("UPDATE accounts SET ..."))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("open = %v, want the deadline", err)
+	}
+	if !<-reset {
+		t.Fatal("the agent's stream ended cleanly; want a reset")
 	}
 }

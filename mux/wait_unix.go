@@ -59,13 +59,17 @@ func readNow(rc syscall.RawConn, b []byte) (int, error) {
 	var n int
 	var rerr error
 	err := rc.Read(func(fd uintptr) bool {
-		n, rerr = syscall.Read(int(fd), b)
-		return true
+		for {
+			n, rerr = syscall.Read(int(fd), b)
+			if !errors.Is(rerr, syscall.EINTR) {
+				return true
+			}
+		}
 	})
 	switch {
 	case err != nil:
 		return 0, err
-	case errors.Is(rerr, syscall.EAGAIN) || errors.Is(rerr, syscall.EINTR):
+	case errors.Is(rerr, syscall.EAGAIN):
 		return 0, nil
 	case rerr != nil:
 		return 0, os.NewSyscallError("read", rerr)

@@ -280,6 +280,22 @@ func (a *Agent) get(path string) (int, string, error) {
 	return resp.StatusCode, string(body), err
 }
 
+// Metric reads one metric from the gateway's /metrics on its admin
+// listener (summed over matching series).
+func (g *Gateway) Metric(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + g.AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("gateway /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("gateway /metrics: HTTP %d %v", resp.StatusCode, err)
+	}
+	return testutil.Metric(string(body), name, labels)
+}
+
 // Metrics is the agent's /metrics body.
 func (a *Agent) Metrics(t *testing.T) string {
 	t.Helper()

@@ -1,15 +1,10 @@
 package test
 
 import (
-	"io"
-	"net/http"
 	"os"
 	"regexp"
 	"strconv"
 	"testing"
-	"time"
-
-	"github.com/ferry-tunnel/ferry/internal/testutil"
 )
 
 var reCPULimit = regexp.MustCompile(`msg="cpu limit" max_procs=(\d+) cpus_available=(\d+) set_by=(\w+)`)
@@ -26,13 +21,7 @@ func TestMaxProcs(t *testing.T) {
 	if m[1] != "3" || m[3] != "config" {
 		t.Errorf("gateway with max_procs = 3 logged %q", m[0])
 	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + g.AdminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if got := testutil.Metric(string(body), "go_sched_gomaxprocs_threads", nil); got != 3 {
+	if got := g.Metric(t, "go_sched_gomaxprocs_threads", nil); got != 3 {
 		t.Errorf("gateway go_sched_gomaxprocs_threads = %v, want 3", got)
 	}
 

@@ -39,6 +39,13 @@ func TestParallelHalfCloseEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	acceptedBefore, eofBefore := echo.Accepted(), echo.CleanEOF()
+	gwBytes := func(dir string) float64 {
+		return s.GW.Metric(t, "ferry_gateway_bytes_total", map[string]string{"direction": dir})
+	}
+	agBytes := func(dir string) float64 {
+		return s.Agent.Metric(t, "ferry_agent_bytes_total", map[string]string{"direction": dir})
+	}
+	toAgent0, fromAgent0, toTarget0 := gwBytes("to_agent"), gwBytes("from_agent"), agBytes("to_target")
 
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -72,6 +79,16 @@ func TestParallelHalfCloseEcho(t *testing.T) {
 	if got := echo.CleanEOF() - eofBefore; got != conns {
 		t.Errorf("echo target saw a clean EOF on %d connections, want %d (errors: %v)", got, conns, echo.Errors())
 	}
+
+	// The byte counters count every byte once, the client's first bytes
+	// (sent with the open request) included. A connection is counted when
+	// it ends, a moment after its client saw the end.
+	want := float64(conns * size)
+	testutil.Poll(t, 10*time.Second, "byte counters of the gateway and the agent at the bytes moved", func() (bool, string) {
+		to, from, target := gwBytes("to_agent")-toAgent0, gwBytes("from_agent")-fromAgent0, agBytes("to_target")-toTarget0
+		return to == want && from == want && target == want,
+			fmt.Sprintf("gateway to_agent %v, from_agent %v, agent to_target %v; want %v each", to, from, target, want)
+	})
 
 	// Leak check: the agent's descriptors return to their level before the
 	// burst (a little slack for the runtime's own).
