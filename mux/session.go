@@ -56,6 +56,8 @@ type Session struct {
 
 	mu      sync.Mutex
 	streams map[uint32]*Stream
+	lastID  uint32          // the highest stream ID registered so far
+	early   map[uint32]bool // resets of streams the peer opened that are not accepted yet
 	pings   map[uint64]time.Time
 	seq     uint64
 	err     error
@@ -172,6 +174,7 @@ func newSession(set Settings, conn *watchedConn, sm *smux.Session, ctrl *smux.St
 		ctrl:      ctrl,
 		onMessage: onMessage,
 		streams:   make(map[uint32]*Stream),
+		early:     make(map[uint32]bool),
 		pings:     make(map[uint64]time.Time),
 		done:      make(chan struct{}),
 	}
@@ -349,7 +352,29 @@ func (s *Session) register(sst *smux.Stream) *Stream {
 	}
 	s.mu.Lock()
 	s.streams[sst.ID()] = st
+	s.lastID = max(s.lastID, sst.ID())
+	early := s.early[sst.ID()]
+	delete(s.early, sst.ID())
 	s.mu.Unlock()
+	if early {
+		st.peerResetOnce.Do(func() { close(st.peerReset) })
+		st.notifyAbort(ErrPeerReset)
+	}
+	return st
+}
+
+// lookupOrRemember is lookup for a reset. A reset can overtake the
+// stream's Accept (an open the gateway gave up on while the agent was too
+// busy to accept it): stream IDs only grow, so one above every ID
+// registered so far names a stream still waiting to be accepted, and its
+// reset is kept for register to apply.
+func (s *Session) lookupOrRemember(id uint32) *Stream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[id]
+	if st == nil && id > s.lastID {
+		s.early[id] = true
+	}
 	return st
 }
 
@@ -388,7 +413,7 @@ func (s *Session) readControl() {
 				s.rtt.Store(int64(time.Since(sent)))
 			}
 		case TypeReset:
-			if st := s.lookup(m.Stream); st != nil {
+			if st := s.lookupOrRemember(m.Stream); st != nil {
 				st.peerResetOnce.Do(func() { close(st.peerReset) })
 				st.notifyAbort(ErrPeerReset)
 			}

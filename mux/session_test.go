@@ -648,3 +648,27 @@ func TestOpenLateReplyAborts(t *testing.T) {
 		t.Fatal("the agent's stream ended cleanly; want a reset")
 	}
 }
+
+// TestResetBeforeAccept: a reset that overtakes the stream's Accept (the
+// gateway gave up on an open the agent had not accepted yet) is not lost:
+// the agent's ReadRequest reports it, so nothing is dialled and the first
+// bytes go nowhere.
+func TestResetBeforeAccept(t *testing.T) {
+	gw, ag := sessionPair(t, "tcp")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := gw.Open(ctx, OpenRequest{Target: "db:5432"}, []byte("UPDATE accounts SET ..."))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("open = %v, want the deadline", err)
+	}
+	// Open returned after the agent acknowledged the reset: only now is the
+	// stream accepted.
+	st, err := ag.Accept(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.ReadRequest(); !errors.Is(err, ErrPeerReset) {
+		t.Fatalf("ReadRequest on a stream reset before its accept = %v, want ErrPeerReset", err)
+	}
+}

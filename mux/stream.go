@@ -26,11 +26,19 @@ type Stream struct {
 }
 
 // ReadRequest reads the open request at the start of a stream (agent side),
-// waiting at most the session's handshake timeout.
+// waiting at most the session's handshake timeout. A stream the gateway
+// has already reset (it gave up waiting) gives ErrPeerReset: there is
+// nothing to dial.
 func (st *Stream) ReadRequest() (OpenRequest, error) {
 	st.SetReadDeadline(time.Now().Add(st.sess.set.HandshakeTimeout))
 	defer st.SetReadDeadline(time.Time{})
-	return ReadOpenRequest(st.Stream)
+	req, err := ReadOpenRequest(st.Stream)
+	select {
+	case <-st.peerReset:
+		return OpenRequest{}, ErrPeerReset
+	default:
+	}
+	return req, err
 }
 
 // Reply writes the answer to the open request (agent side).
