@@ -6,14 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/ferry-tunnel/ferry/metrics"
 	"github.com/ferry-tunnel/ferry/mux"
+	"github.com/ferry-tunnel/ferry/store"
 	"github.com/ferry-tunnel/ferry/tunnel"
 )
 
@@ -157,6 +162,74 @@ func TestRetrySendsFirstAgain(t *testing.T) {
 	if n := opens.Load(); n != 2 {
 		t.Fatalf("%d opens, want 2 (busy, then ok)", n)
 	}
+}
+
+// TestOpenTimeoutResetsClient: a client whose agent never answers the
+// open is reset (not left hanging, not closed cleanly), and the open is
+// counted as a timeout.
+func TestOpenTimeoutResetsClient(t *testing.T) {
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	prom := prometheus.NewRegistry()
+	life, kill := context.WithCancel(context.Background())
+	t.Cleanup(kill)
+	g := &Gateway{reg: newRegistry(), m: metrics.NewGateway(prom, "test"), log: slog.New(slog.DiscardHandler), life: life}
+	g.cfg.Limits.MaxStreamsPerAgent = 10
+	g.cfg.Limits.OpenTimeout = 200 * time.Millisecond
+	g.reg.add(pairWith(t, "acme", func(*mux.Stream) { <-block })) // reads the request, never replies
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	g.clients.Add(1) // as the accept loop does; serveClient releases it
+	g.active.Add(1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			g.clients.Done()
+			return
+		}
+		g.serveClient(store.Connection{Name: "db", Agent: "acme", Target: "db:5432"}, conn.(*net.TCPConn))
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("\x00\x00\x00\x08\x04\xd2\x16\x2f"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client read = %v, want a reset", err)
+	}
+	g.clients.Wait()
+	if n := counter(t, prom, "ferry_gateway_streams_total", "timeout"); n != 1 {
+		t.Fatalf("streams_total{result=timeout} = %v, want 1", n)
+	}
+}
+
+// counter is the value of the series of the named counter that has a
+// label equal to value.
+func counter(t *testing.T, prom *prometheus.Registry, name, value string) float64 {
+	t.Helper()
+	mfs, err := prom.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func TestOpenResultLabels(t *testing.T) {

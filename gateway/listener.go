@@ -105,7 +105,15 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(g.life, g.cfg.Limits.OpenTimeout)
+	// A client whose open runs out of time is reset at the deadline: the
+	// abort of a stream that carried first bytes can take up to the
+	// handshake timeout more to be acknowledged (mux.Session.Open).
+	resetAtDeadline := context.AfterFunc(ctx, func() { mux.Reset(conn) })
 	st, err := g.dialStream(ctx, c.Agent, c.Target, id, first)
+	if !resetAtDeadline() && err == nil { // the stream opened as the client was reset
+		st.Abort()
+		err = fmt.Errorf("dial %s through agent %q: %w", c.Target, c.Agent, ctx.Err())
+	}
 	cancel()
 	g.m.StreamOpenDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
