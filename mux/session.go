@@ -57,7 +57,7 @@ type Session struct {
 	mu      sync.Mutex
 	streams map[uint32]*Stream
 	lastID  uint32          // the highest stream ID registered so far
-	early   map[uint32]bool // resets of streams the peer opened that are not accepted yet
+	early   map[uint32]bool // agent side: resets of streams not accepted yet (at most maxEarly)
 	pings   map[uint64]time.Time
 	seq     uint64
 	err     error
@@ -160,7 +160,9 @@ func Agent(ctx context.Context, conn net.Conn, set Settings, info Message, onMes
 		return fail(fmt.Errorf("send info: %w", err))
 	}
 	ctrl.SetDeadline(time.Time{})
-	return newSession(set, wc, sm, ctrl, onMessage), hello, nil
+	s := newSession(set, wc, sm, ctrl, onMessage)
+	s.early = make(map[uint32]bool) // only the agent accepts streams
+	return s, hello, nil
 }
 
 func newSession(set Settings, conn *watchedConn, sm *smux.Session, ctrl *smux.Stream, onMessage func(Message)) *Session {
@@ -174,7 +176,6 @@ func newSession(set Settings, conn *watchedConn, sm *smux.Session, ctrl *smux.St
 		ctrl:      ctrl,
 		onMessage: onMessage,
 		streams:   make(map[uint32]*Stream),
-		early:     make(map[uint32]bool),
 		pings:     make(map[uint64]time.Time),
 		done:      make(chan struct{}),
 	}
@@ -357,22 +358,26 @@ func (s *Session) register(sst *smux.Stream) *Stream {
 	delete(s.early, sst.ID())
 	s.mu.Unlock()
 	if early {
-		st.peerResetOnce.Do(func() { close(st.peerReset) })
-		st.notifyAbort(ErrPeerReset)
+		st.peerAborted()
 	}
 	return st
 }
 
+// maxEarly bounds the resets an agent keeps for streams it has not
+// accepted yet: smux queues at most 1024 streams for Accept, so more can
+// only come from a peer that resets streams it never opened.
+const maxEarly = 1024
+
 // lookupOrRemember is lookup for a reset. A reset can overtake the
 // stream's Accept (an open the gateway gave up on while the agent was too
-// busy to accept it): stream IDs only grow, so one above every ID
-// registered so far names a stream still waiting to be accepted, and its
-// reset is kept for register to apply.
+// busy to accept it): stream IDs only grow, so on the agent one above
+// every ID registered so far names a stream still waiting to be accepted,
+// and its reset is kept for register to apply.
 func (s *Session) lookupOrRemember(id uint32) *Stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.streams[id]
-	if st == nil && id > s.lastID {
+	if st == nil && s.early != nil && id > s.lastID && len(s.early) < maxEarly {
 		s.early[id] = true
 	}
 	return st
@@ -414,8 +419,7 @@ func (s *Session) readControl() {
 			}
 		case TypeReset:
 			if st := s.lookupOrRemember(m.Stream); st != nil {
-				st.peerResetOnce.Do(func() { close(st.peerReset) })
-				st.notifyAbort(ErrPeerReset)
+				st.peerAborted()
 			}
 			s.Send(Message{Type: TypeResetAck, Stream: m.Stream})
 		case TypeResetAck:

@@ -672,3 +672,20 @@ func TestResetBeforeAccept(t *testing.T) {
 		t.Fatalf("ReadRequest on a stream reset before its accept = %v, want ErrPeerReset", err)
 	}
 }
+
+// TestEarlyResetsBounded: an agent keeps at most maxEarly resets of streams
+// it has not accepted, however many a peer sends for streams it never
+// opened; a gateway, which accepts no streams, keeps none.
+func TestEarlyResetsBounded(t *testing.T) {
+	gw, ag := sessionPair(t, "pipe")
+	for id := uint32(1001); id < 1001+4*maxEarly; id += 2 {
+		ag.lookupOrRemember(id)
+		gw.lookupOrRemember(id)
+	}
+	ag.mu.Lock()
+	n := len(ag.early)
+	ag.mu.Unlock()
+	if n != maxEarly || gw.early != nil {
+		t.Fatalf("agent keeps %d early resets (want %d), gateway %d (want none)", n, maxEarly, len(gw.early))
+	}
+}

@@ -49,6 +49,12 @@ func (st *Stream) Reply(r Reply) error {
 	return err
 }
 
+// peerAborted records that the peer reset the stream and tells its pipe.
+func (st *Stream) peerAborted() {
+	st.peerResetOnce.Do(func() { close(st.peerReset) })
+	st.notifyAbort(ErrPeerReset)
+}
+
 // notifyAbort tells the stream's pipe that the peer reset the stream or the
 // session ended. Safe from any goroutine; never blocks for long.
 func (st *Stream) notifyAbort(why error) {
