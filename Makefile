@@ -21,8 +21,8 @@ run: build ## gateway + agent + a demo target and a working connection, until Ct
 
 test: lint unit e2e ## what CI runs
 
-unit: ## unit tests with the race detector
-	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /test$$)
+unit: ## unit tests with the race detector, and each micro-benchmark run once
+	$(GO) test -race -count=1 -bench . -benchtime 1x -timeout 10m $$($(GO) list ./... | grep -v /test$$)
 
 e2e: ## end-to-end tests: real binaries, sockets, TLS, PostgreSQL and Redis
 	$(GO) test -count=1 -timeout 12m ./test/
@@ -40,7 +40,7 @@ BENCH_FLAGS    ?=
 MICROBENCHTIME ?= 300ms
 
 bench: build ## micro-benchmarks, then ferry-bench: direct vs reference forwarders vs Ferry on loopback
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(MICROBENCHTIME) ./mux/ ./access/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(MICROBENCHTIME) ./mux/ ./tunnel/ ./access/
 	$(BUILD) -o bin/ferry-bench ./internal/cmd/ferry-bench
 	bin/ferry-bench -duration $(BENCH_DURATION) $(BENCH_FLAGS)
 

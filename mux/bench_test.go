@@ -3,8 +3,9 @@ package mux
 import (
 	"context"
 	"io"
-	"net"
 	"testing"
+
+	"github.com/ferry-tunnel/ferry/internal/testutil"
 )
 
 // Micro-benchmarks of the hot paths. Names are stable for benchstat:
@@ -22,13 +23,8 @@ const benchChunk = 32 << 10
 // copy loops and smux framing from TLS and WebSocket.
 func BenchmarkPipe(b *testing.B) { benchPipes(b, "pipe") }
 
-// BenchmarkTunnel is the full in-process tunnel: the same two pipes over a
-// gateway session and an agent session on a real TLS WebSocket, as
-// production runs them (minus the processes and the allow-list dial).
-func BenchmarkTunnel(b *testing.B) {
-	benchPipes(b, "wss")
-	b.Run("open", func(b *testing.B) { benchOpen(b, "wss") })
-}
+// The full in-process tunnel, with TLS, the WebSocket and the batching
+// layers as the binaries build them, is tunnel.BenchmarkTunnel.
 
 // BenchmarkOpen is the open handshake alone: Session.Open (request, the
 // agent's ReadRequest and ok reply) and the stream's close, over an
@@ -38,62 +34,17 @@ func BenchmarkOpen(b *testing.B) { benchOpen(b, "pipe") }
 func benchPipes(b *testing.B, transport string) {
 	b.Run("upload", func(b *testing.B) {
 		h := newPipeHarness(b, transport)
-		benchCopy(b, h.client, h.target)
+		testutil.BenchCopy(b, h.client, h.target, benchChunk)
 	})
 	b.Run("download", func(b *testing.B) {
 		h := newPipeHarness(b, transport)
-		benchCopy(b, h.target, h.client)
+		testutil.BenchCopy(b, h.target, h.client, benchChunk)
 	})
 	b.Run("echo-1B", func(b *testing.B) {
 		h := newPipeHarness(b, transport)
 		go io.Copy(h.target, h.target) // ends when the harness closes target
-		one := make([]byte, 1)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			one[0] = byte(i)
-			if _, err := h.client.Write(one); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := io.ReadFull(h.client, one); err != nil {
-				b.Fatal(err)
-			}
-			if one[0] != byte(i) {
-				b.Fatalf("echo of %#x came back as %#x", byte(i), one[0])
-			}
-		}
+		testutil.BenchEcho(b, h.client)
 	})
-}
-
-// benchCopy writes b.N chunks to w and reads them all from r.
-func benchCopy(b *testing.B, w, r net.Conn) {
-	buf := make([]byte, benchChunk)
-	want := int64(b.N) * benchChunk
-	done := make(chan error, 1)
-	go func() {
-		rb := make([]byte, 64<<10)
-		var got int64
-		for got < want {
-			n, err := r.Read(rb)
-			got += int64(n)
-			if err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
-	b.SetBytes(benchChunk)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := w.Write(buf); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := <-done; err != nil {
-		b.Fatal(err)
-	}
 }
 
 func benchOpen(b *testing.B, transport string) {

@@ -20,6 +20,8 @@ import (
 
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/ferry-tunnel/ferry/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -34,21 +36,8 @@ var transports = map[string]func(t testing.TB) (gw, ag net.Conn){
 }
 
 func tcpPair(t testing.TB) (net.Conn, net.Conn) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		ch <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return <-ch, c
+	a, d := testutil.TCPPair(t)
+	return a, d
 }
 
 // wssPair is a WebSocket over real TLS, as the tunnel uses.
