@@ -36,6 +36,13 @@ func (a *Agent) serveStream(ctx context.Context, st *mux.Stream, retired func() 
 	}()
 
 	req, err := st.ReadRequest()
+	if errors.Is(err, mux.ErrPeerReset) { // the gateway gave up before this agent took the stream
+		st.Close()
+		a.log.Info("connection", "conn", req.ConnID, "target", req.Target, "result", "reset",
+			"err", "the gateway gave up on the open before the agent took it: nothing dialled",
+			"duration", time.Since(start).Round(time.Millisecond))
+		return
+	}
 	if err != nil {
 		code := mux.CodeBadRequest
 		if !errors.Is(err, mux.ErrBadRequest) {

@@ -52,7 +52,8 @@ type Session struct {
 	ctrl      *smux.Stream
 	onMessage func(Message)
 
-	wmu sync.Mutex // serialises control writes
+	wmu    sync.Mutex // serialises control writes
+	openMu sync.Mutex // gateway: SYNs leave in stream ID order (see lookupOrRemember)
 
 	mu      sync.Mutex
 	streams map[uint32]*Stream
@@ -279,7 +280,13 @@ func (s *Session) Open(ctx context.Context, req OpenRequest, first []byte) (*Str
 	}
 	buf = append(buf, first...) // Open's own copy: smux may hold it after a timeout
 	release := s.conn.hold()    // the SYN and the message travel together
+	// smux picks the ID, then queues the SYN: concurrent opens could send
+	// their SYNs out of ID order, and the agent, which accepts streams in
+	// the order their SYNs arrive, relies on that order for resets that
+	// overtake an accept. OpenStream returns once its SYN is written.
+	s.openMu.Lock()
 	sst, err := s.sm.OpenStream()
+	s.openMu.Unlock()
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("open stream: %w (%w)", ErrSessionClosed, ErrNotSent)
@@ -319,6 +326,9 @@ func (s *Session) Open(ctx context.Context, req OpenRequest, first []byte) (*Str
 
 // Accept waits for the next data stream (agent side). The caller reads the
 // open request with Stream.ReadRequest and answers with Stream.Reply.
+// Accept is for one goroutine at a time: streams are then accepted in the
+// order the gateway opened them, which keeping a reset that overtakes its
+// stream's accept relies on.
 func (s *Session) Accept(ctx context.Context) (*Stream, error) {
 	stop := context.AfterFunc(ctx, func() { s.sm.SetDeadline(time.Now()) })
 	defer stop()
@@ -370,9 +380,10 @@ const maxEarly = 1024
 
 // lookupOrRemember is lookup for a reset. A reset can overtake the
 // stream's Accept (an open the gateway gave up on while the agent was too
-// busy to accept it): stream IDs only grow, so on the agent one above
-// every ID registered so far names a stream still waiting to be accepted,
-// and its reset is kept for register to apply.
+// busy to accept it). The gateway sends its SYNs in stream ID order and
+// the agent accepts in arrival order from one goroutine, so on the agent an
+// ID above every one registered so far names a stream still waiting to be
+// accepted, and its reset is kept for register to apply.
 func (s *Session) lookupOrRemember(id uint32) *Stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -678,3 +678,51 @@ func TestEarlyResetsBounded(t *testing.T) {
 		t.Fatalf("agent keeps %d early resets (want %d), gateway %d (want none)", n, maxEarly, len(gw.early))
 	}
 }
+
+// TestResetBeforeAcceptConcurrent: of opens made at once, the agent takes
+// half at once and the rest only after the gateway gave up on them; every
+// one of those late streams must report the reset, whatever order the
+// opens raced in.
+func TestResetBeforeAcceptConcurrent(t *testing.T) {
+	gw, ag := sessionPair(t, "tcp")
+	const n = 200
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			if st, err := gw.Open(ctx, OpenRequest{Target: "db:5432"}, []byte("INSERT INTO ledger ...")); err == nil {
+				st.Close()
+			}
+		}()
+	}
+	accept := func() *Stream {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := ag.Accept(ctx)
+		if err != nil {
+			t.Fatalf("accept: %v", err)
+		}
+		return st
+	}
+	for range n / 2 {
+		st := accept()
+		st.ReadRequest()
+		st.Reply(Reply{Code: CodeOK})
+		st.Close()
+	}
+	wg.Wait() // every other open has given up, and its reset was acknowledged
+	dialled := 0
+	for range n / 2 {
+		st := accept()
+		if _, err := st.ReadRequest(); !errors.Is(err, ErrPeerReset) {
+			dialled++
+		}
+		st.Close()
+	}
+	if dialled > 0 {
+		t.Fatalf("%d of %d streams taken after their open gave up read no reset: their first bytes would reach the target", dialled, n/2)
+	}
+}

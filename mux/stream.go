@@ -27,15 +27,15 @@ type Stream struct {
 
 // ReadRequest reads the open request at the start of a stream (agent side),
 // waiting at most the session's handshake timeout. A stream the gateway
-// has already reset (it gave up waiting) gives ErrPeerReset: there is
-// nothing to dial.
+// has already reset (it gave up waiting) gives ErrPeerReset, with the
+// request as far as it was read: there is nothing to dial.
 func (st *Stream) ReadRequest() (OpenRequest, error) {
 	st.SetReadDeadline(time.Now().Add(st.sess.set.HandshakeTimeout))
 	defer st.SetReadDeadline(time.Time{})
 	req, err := ReadOpenRequest(st.Stream)
 	select {
 	case <-st.peerReset:
-		return OpenRequest{}, ErrPeerReset
+		return req, ErrPeerReset
 	default:
 	}
 	return req, err
