@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/ferry-tunnel/ferry/internal/testutil"
 	"github.com/ferry-tunnel/ferry/metrics"
 	"github.com/ferry-tunnel/ferry/mux"
 	"github.com/ferry-tunnel/ferry/store"
@@ -164,26 +165,51 @@ func TestRetrySendsFirstAgain(t *testing.T) {
 	}
 }
 
-// TestOpenTimeoutResetsClient: a client whose agent never answers the
-// open is reset (not left hanging, not closed cleanly), and the open is
-// counted as a timeout.
+// TestOpenTimeoutResetsClient: a client whose agent stops answering
+// during the open is reset at the open timeout, not left hanging while the
+// stream's abort waits for an acknowledgement that does not come (up to
+// the handshake timeout, here a minute); the open counts as a timeout.
 func TestOpenTimeoutResetsClient(t *testing.T) {
-	block := make(chan struct{})
-	t.Cleanup(func() { close(block) })
+	set := mux.DefaultSettings()
+	set.HandshakeTimeout = time.Minute
+	gc, ac := testutil.TCPPair(t)
+	stalled := &stallConn{Conn: ac, stall: make(chan struct{}), quit: make(chan struct{})}
+	ch := make(chan *mux.Session, 1)
+	go func() {
+		s, _, _ := mux.Agent(context.Background(), stalled, set, mux.Message{}, nil)
+		ch <- s
+	}()
+	gs, _, err := mux.Gateway(context.Background(), gc, set, mux.Message{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := <-ch
+	if as == nil {
+		t.Fatal("agent session failed")
+	}
+	close(stalled.stall) // from here on the agent reads nothing: no reply, no acknowledgement
+	t.Cleanup(func() { close(stalled.quit); gs.Close(); as.Close() })
+
 	prom := prometheus.NewRegistry()
 	life, kill := context.WithCancel(context.Background())
 	t.Cleanup(kill)
 	g := &Gateway{reg: newRegistry(), m: metrics.NewGateway(prom, "test"), log: slog.New(slog.DiscardHandler), life: life}
 	g.cfg.Limits.MaxStreamsPerAgent = 10
 	g.cfg.Limits.OpenTimeout = 200 * time.Millisecond
-	g.reg.add(pairWith(t, "acme", func(*mux.Stream) { <-block })) // reads the request, never replies
+	g.reg.add(&session{id: "acme", peer: tunnel.Peer{Identity: tunnel.Identity{Agent: "acme"}}, sess: gs})
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	g.clients.Add(1) // as the accept loop does; serveClient releases it
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("\x00\x00\x00\x08\x04\xd2\x16\x2f")) // before the accept: the open carries it
+	g.clients.Add(1)                                    // as the accept loop does; serveClient releases it
 	g.active.Add(1)
 	go func() {
 		conn, err := ln.Accept()
@@ -193,19 +219,33 @@ func TestOpenTimeoutResetsClient(t *testing.T) {
 		}
 		g.serveClient(store.Connection{Name: "db", Agent: "acme", Target: "db:5432"}, conn.(*net.TCPConn))
 	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write([]byte("\x00\x00\x00\x08\x04\xd2\x16\x2f"))
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("client read = %v, want a reset", err)
+		t.Fatalf("client read = %v, want a reset at the open timeout", err)
 	}
+	gs.Close() // ends the abort's wait
 	g.clients.Wait()
 	if n := counter(t, prom, "ferry_gateway_streams_total", "timeout"); n != 1 {
 		t.Fatalf("streams_total{result=timeout} = %v, want 1", n)
+	}
+}
+
+// stallConn stops delivering what it reads once stall is closed: an agent
+// process that has stopped, on a link that is still up. Its reads then
+// wait for quit.
+type stallConn struct {
+	net.Conn
+	stall, quit chan struct{}
+}
+
+func (c *stallConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	select {
+	case <-c.stall:
+		<-c.quit
+		return 0, io.EOF
+	default:
+		return n, err
 	}
 }
 

@@ -108,11 +108,18 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 	// A client whose open runs out of time is reset at the deadline: the
 	// abort of a stream that carried first bytes can take up to the
 	// handshake timeout more to be acknowledged (mux.Session.Open).
-	resetAtDeadline := context.AfterFunc(ctx, func() { mux.Reset(conn) })
+	resetDone := make(chan struct{})
+	resetAtDeadline := context.AfterFunc(ctx, func() {
+		defer close(resetDone)
+		mux.Reset(conn)
+	})
 	st, err := g.dialStream(ctx, c.Agent, c.Target, id, first)
-	if !resetAtDeadline() && err == nil { // the stream opened as the client was reset
-		st.Abort()
-		err = fmt.Errorf("dial %s through agent %q: %w", c.Target, c.Agent, ctx.Err())
+	if !resetAtDeadline() {
+		<-resetDone
+		if err == nil { // the stream opened as the client was reset
+			st.Abort()
+			err = fmt.Errorf("dial %s through agent %q: %w", c.Target, c.Agent, ctx.Err())
+		}
 	}
 	cancel()
 	g.m.StreamOpenDuration.Observe(time.Since(start).Seconds())
