@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,8 +36,14 @@ func BenchmarkTunnel(b *testing.B) {
 	})
 	b.Run("echo-1B", func(b *testing.B) {
 		c, target := startBenchTunnel(b).conn(b)
-		go io.Copy(target, target) // ends when the cleanup closes target
+		echoed := make(chan struct{})
+		go func() { // the target echoes until the client's end
+			defer close(echoed)
+			io.Copy(target, target)
+		}()
 		testutil.BenchEcho(b, c)
+		c.CloseWrite()
+		<-echoed
 	})
 	b.Run("open", func(b *testing.B) {
 		t := startBenchTunnel(b)
@@ -60,6 +67,7 @@ func BenchmarkTunnel(b *testing.B) {
 type benchTunnel struct {
 	gw      *mux.Session
 	targets chan *net.TCPConn
+	pipes   sync.WaitGroup // both ends' mux.Start pipes; the cleanup waits for them
 }
 
 func startBenchTunnel(b *testing.B) *benchTunnel {
@@ -98,6 +106,13 @@ func startBenchTunnel(b *testing.B) *benchTunnel {
 		defer close(served)
 		srv.Serve(tls.NewListener(Listener(raw), &tls.Config{Certificates: []tls.Certificate{cert}}))
 	}()
+	t := &benchTunnel{targets: make(chan *net.TCPConn, 1)}
+	b.Cleanup(func() { // last: after the sessions' cleanup below
+		kill()
+		srv.Close()
+		<-served
+		t.pipes.Wait()
+	})
 
 	_, port, _ := net.SplitHostPort(raw.Addr().String())
 	d, err := NewDialer(DialConfig{
@@ -114,9 +129,15 @@ func startBenchTunnel(b *testing.B) *benchTunnel {
 	}
 	ag, _, err := mux.Agent(life, conn, set, mux.Message{Version: "bench"}, nil)
 	if err != nil {
+		conn.Close()
 		b.Fatal(err)
 	}
-	t := &benchTunnel{gw: <-sessions, targets: make(chan *net.TCPConn, 1)}
+	select {
+	case t.gw = <-sessions:
+	case <-time.After(10 * time.Second):
+		ag.Close()
+		b.Fatal("no gateway session within 10s")
+	}
 	accepted := make(chan struct{})
 	go func() {
 		defer close(accepted)
@@ -132,18 +153,16 @@ func startBenchTunnel(b *testing.B) *benchTunnel {
 			st.Reply(mux.Reply{Code: mux.CodeOK})
 			select {
 			case target := <-t.targets:
-				mux.Start(life, target, st, func(mux.PipeResult) {})
+				t.pipes.Add(1)
+				mux.Start(life, target, st, func(mux.PipeResult) { t.pipes.Done() })
 			default:
 				st.Close() // an open benchmark: no data
 			}
 		}
 	}()
 	b.Cleanup(func() {
-		kill()
 		t.gw.Close()
 		ag.Close()
-		srv.Close()
-		<-served
 		<-accepted
 	})
 	return t
@@ -160,6 +179,7 @@ func (t *benchTunnel) conn(b *testing.B) (client, target *net.TCPConn) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mux.Start(context.Background(), gwEnd, st, func(mux.PipeResult) {})
+	t.pipes.Add(1)
+	mux.Start(context.Background(), gwEnd, st, func(mux.PipeResult) { t.pipes.Done() })
 	return c, tg
 }
