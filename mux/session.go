@@ -374,9 +374,10 @@ func (s *Session) register(sst *smux.Stream) *Stream {
 }
 
 // maxEarly bounds the resets an agent keeps for streams it has not
-// accepted yet: smux queues at most 1024 streams for Accept, so more can
-// only come from a peer that resets streams it never opened.
-const maxEarly = 1024
+// accepted yet. smux queues at most 1,024 streams for Accept, and one more
+// can be between smux and register: more than twice that can only come
+// from a peer that resets streams it never opened.
+const maxEarly = 2048
 
 // lookupOrRemember is lookup for a reset. A reset can overtake the
 // stream's Accept (an open the gateway gave up on while the agent was too
