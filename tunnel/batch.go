@@ -5,6 +5,8 @@ import (
 	"net"
 	"slices"
 	"sync"
+
+	"github.com/coder/websocket"
 )
 
 // A WebSocket message reaches TLS as several writes: coder/websocket
@@ -104,14 +106,15 @@ func (s batchedStream) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// batched wraps the WebSocket byte stream ws written through layers
-// (outermost first), when there are any to batch on.
-func batched(ws net.Conn, layers ...*batchConn) net.Conn {
+// tunnelStream is the tunnel's byte stream over c (see stream), written
+// through layers (outermost first, the TCP connection's own last; nil ones
+// are skipped), whose addresses it reports.
+func tunnelStream(life context.Context, c *websocket.Conn, layers ...*batchConn) net.Conn {
 	layers = slices.DeleteFunc(slices.Clone(layers), func(l *batchConn) bool { return l == nil })
 	if len(layers) == 0 {
-		return ws
+		return newStream(life, c, nil)
 	}
-	return batchedStream{Conn: ws, layers: layers}
+	return batchedStream{Conn: newStream(life, c, layers[len(layers)-1]), layers: layers}
 }
 
 // Listener wraps the gateway's tunnel listener (under TLS) so that the

@@ -233,11 +233,7 @@ func (d *Dialer) Dial(ctx, life context.Context, ip netip.Addr) (net.Conn, error
 	if err != nil {
 		return nil, d.handshakeError(resp, err)
 	}
-	var tcp net.Conn
-	if len(layers) > 0 {
-		tcp = layers[len(layers)-1]
-	}
-	return batched(newStream(life, c, tcp), layers...), nil
+	return tunnelStream(life, c, layers...), nil
 }
 
 func (d *Dialer) handshakeError(resp *http.Response, err error) error {

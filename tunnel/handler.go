@@ -139,12 +139,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Result("ok")
-	under := batchFrom(r.Context())
-	var tcp net.Conn
-	if under != nil {
-		tcp = under
-	}
-	h.cfg.Serve(batched(newStream(h.cfg.Life, c, tcp), under), peer)
+	h.cfg.Serve(tunnelStream(h.cfg.Life, c, batchFrom(r.Context())), peer)
 }
 
 func bearer(v string) (string, bool) {
