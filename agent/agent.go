@@ -203,21 +203,28 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // drain stops new streams and waits for active ones up to grace, then
-// aborts what is left.
+// aborts what is left. It returns no sooner than the settle time after the
+// drain went out, even with nothing active: an open that crossed the drain
+// on the wire must be answered busy, which the gateway retries on another
+// replica, not cut by the tunnel's close, which it cannot retry once the
+// client's first bytes went with it.
 func (a *Agent) drain(grace time.Duration, abort context.CancelFunc) {
 	// drain goes out before streams are refused, so the gateway hears it
 	// before it can see a "busy" reply.
+	var settle time.Duration
 	for _, s := range a.slots {
 		if sess := s.session(); sess != nil {
 			sess.Send(mux.Message{Type: mux.TypeDrain, Reason: "agent shutting down"})
+			settle = max(settle, settleTime(sess))
 		}
 	}
 	a.draining.Store(true)
 	n := a.active.Load()
 	a.log.Info("draining: no new connections", "active", n, "grace", grace)
-	deadline := time.Now().Add(grace)
-	for a.active.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	deadline := start.Add(max(grace, settle))
+	for time.Now().Before(deadline) && (a.active.Load() > 0 || time.Since(start) < settle) {
+		time.Sleep(min(50*time.Millisecond, time.Until(deadline)))
 	}
 	if n := a.active.Load(); n > 0 {
 		a.log.Warn("shutdown grace expired: resetting active connections", "active", n)

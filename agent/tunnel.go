@@ -269,11 +269,16 @@ func (a *Agent) acceptStreams(ctx context.Context, rs *runState, t *tunnelConn) 
 	return done
 }
 
-// retireSettle is the least time a retired tunnel keeps serving new streams
-// after its drain, so that the gateway has read the drain before the agent
-// starts answering busy: an open that crossed the drain on the wire is
-// served, not cut.
-const retireSettle = 250 * time.Millisecond
+// drainSettle is the least time a tunnel stays open after the agent sent
+// drain on it, so that the gateway has read the drain before the tunnel
+// changes what it does: an open that crossed the drain on the wire is
+// served (a retired tunnel) or answered busy (an agent shutting down), not
+// cut.
+const drainSettle = 250 * time.Millisecond
+
+// settleTime is how long sess stays open after a drain: drainSettle, or
+// two round trips on a slower link.
+func settleTime(sess *mux.Session) time.Duration { return max(drainSettle, 2*sess.RTT()) }
 
 // retire tells the gateway to open nothing more on t, and closes t in the
 // background once its streams are done (or it ends on its own). Until the
@@ -286,7 +291,7 @@ func (a *Agent) retire(rs *runState, s *slot, t *tunnelConn, accepted <-chan str
 	rs.retiring.Add(1)
 	go func() {
 		defer rs.retiring.Done()
-		settle := time.NewTimer(max(retireSettle, 2*t.sess.RTT()))
+		settle := time.NewTimer(settleTime(t.sess))
 		select {
 		case <-settle.C:
 		case <-accepted:
