@@ -187,7 +187,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	<-ctx.Done()
-	a.drain(a.cfg.Agent.ShutdownGrace, abortStreams)
+	a.drain(rs, a.cfg.Agent.ShutdownGrace, abortStreams)
 	stopTunnels()
 	loops.Wait()
 	rs.retiring.Wait()
@@ -203,28 +203,37 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // drain stops new streams and waits for active ones up to grace, then
-// aborts what is left. It returns no sooner than the settle time after the
-// drain went out, even with nothing active: an open that crossed the drain
-// on the wire must be answered busy, which the gateway retries on another
-// replica, not cut by the tunnel's close, which it cannot retry once the
-// client's first bytes went with it.
-func (a *Agent) drain(grace time.Duration, abort context.CancelFunc) {
-	// drain goes out before streams are refused, so the gateway hears it
-	// before it can see a "busy" reply.
-	var settle time.Duration
+// aborts what is left. It returns no sooner than every drain the agent has
+// sent has settled (rs.drained), even with nothing active: an open that
+// crossed a drain on the wire must be answered busy, which the gateway
+// retries on another replica, not cut by the tunnel's close, which it
+// cannot retry once the client's first bytes went with it.
+func (a *Agent) drain(rs *runState, grace time.Duration, abort context.CancelFunc) {
+	// Streams are refused before the drain goes out: an open the gateway
+	// sends after it read the drain (having picked this agent before) must
+	// find the agent refusing, or it would be dialled and then cut by the
+	// grace. One that arrives before the gateway read the drain is refused
+	// too, and the gateway tries the agent's next tunnel. A tunnel that
+	// comes up meanwhile sends its own drain (tunnelUp).
+	a.draining.Store(true)
 	for _, s := range a.slots {
 		if sess := s.session(); sess != nil {
 			sess.Send(mux.Message{Type: mux.TypeDrain, Reason: "agent shutting down"})
-			settle = max(settle, settleTime(sess))
+			rs.drained(sess)
 		}
 	}
-	a.draining.Store(true)
 	n := a.active.Load()
 	a.log.Info("draining: no new connections", "active", n, "grace", grace)
-	start := time.Now()
-	deadline := start.Add(max(grace, settle))
-	for time.Now().Before(deadline) && (a.active.Load() > 0 || time.Since(start) < settle) {
-		time.Sleep(min(50*time.Millisecond, time.Until(deadline)))
+	graceEnd := time.Now().Add(grace)
+	for {
+		wait := time.Until(rs.settled())
+		if a.active.Load() > 0 {
+			wait = max(wait, time.Until(graceEnd))
+		}
+		if wait <= 0 {
+			break
+		}
+		time.Sleep(min(50*time.Millisecond, wait))
 	}
 	if n := a.active.Load(); n > 0 {
 		a.log.Warn("shutdown grace expired: resetting active connections", "active", n)

@@ -18,20 +18,67 @@ import (
 // Closed at once, the tunnel would cut that open, and the gateway does not
 // retry an open that carried the client's first bytes.
 func TestDrainAnswersCrossingOpenBusy(t *testing.T) {
+	d := startDrainTest(t)
+	d.a.slots[0].mu.Lock()
+	d.a.slots[0].sess = d.as
+	d.a.slots[0].mu.Unlock()
+	stopped := d.shutdown(nil)
+
+	target, err := d.openOnDrain(stopped)
+	if oe := (*mux.OpenError)(nil); !errors.As(err, &oe) || oe.Reply.Code != mux.CodeBusy {
+		t.Errorf("open that crossed the drain = %v; want busy, which the gateway retries elsewhere", err)
+	}
+	if target != 0 {
+		t.Errorf("the target saw %d connection(s) from a draining agent, want 0", target)
+	}
+}
+
+// TestDrainWaitsForRetiredTunnel: a tunnel being retired (after a goaway)
+// is no longer a slot's, but an agent shutting down just after the retire's
+// drain still leaves it open until that drain has settled: an open that
+// crossed it is served or answered busy, never cut.
+func TestDrainWaitsForRetiredTunnel(t *testing.T) {
+	d := startDrainTest(t)
+	tc := &tunnelConn{sess: d.as, start: time.Now()}
+	stopped := d.shutdown(func() { d.a.retire(d.rs, d.a.slots[0], tc, d.accepted, "gateway node going away") })
+
+	_, err := d.openOnDrain(stopped)
+	if oe := (*mux.OpenError)(nil); err != nil && (!errors.As(err, &oe) || oe.Reply.Code != mux.CodeBusy) {
+		t.Errorf("open that crossed the retire's drain = %v; want it served or answered busy", err)
+	}
+}
+
+// drainTest is an agent's side of one tunnel, served as Run serves it, and
+// the gateway's side, which reports the first drain it reads.
+type drainTest struct {
+	t        *testing.T
+	a        *Agent
+	rs       *runState
+	as, gs   *mux.Session
+	target   *testutil.CountingListener
+	drained  chan struct{}
+	accepted chan struct{} // closed when the agent's accept loop has ended
+	abort    context.CancelFunc
+	streams  *sync.WaitGroup
+	ctx      context.Context
+}
+
+func startDrainTest(t *testing.T) *drainTest {
+	t.Helper()
 	target := testutil.NewCountingListener(t)
 	a := newTestAgent(t, target.Addr)
 	gc, ac := testutil.TCPPair(t)
 	set := mux.DefaultSettings()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 
-	drained := make(chan struct{})
+	d := &drainTest{t: t, a: a, target: target, drained: make(chan struct{}), accepted: make(chan struct{}), streams: &sync.WaitGroup{}, ctx: ctx}
 	var once sync.Once
 	gch := make(chan *mux.Session, 1)
 	go func() {
 		gs, _, err := mux.Gateway(ctx, gc, set, mux.Message{}, func(m mux.Message) {
 			if m.Type == mux.TypeDrain {
-				once.Do(func() { close(drained) })
+				once.Do(func() { close(d.drained) })
 			}
 		})
 		if err != nil {
@@ -44,51 +91,61 @@ func TestDrainAnswersCrossingOpenBusy(t *testing.T) {
 	if err != nil || gs == nil {
 		t.Fatalf("handshake: %v", err)
 	}
-	defer gs.Close()
-	a.slots[0].mu.Lock()
-	a.slots[0].sess = as
-	a.slots[0].mu.Unlock()
+	t.Cleanup(func() { gs.Close() })
+	d.as, d.gs = as, gs
 
-	// The agent's side, as Run has it: accept and serve streams, and on
-	// shutdown drain, then close the tunnel.
 	streamCtx, abort := context.WithCancel(context.Background())
-	defer abort()
-	var streams sync.WaitGroup
-	accepted := make(chan struct{})
+	t.Cleanup(abort)
+	d.abort = abort
+	d.rs = &runState{streamCtx: streamCtx}
 	go func() {
-		defer close(accepted)
+		defer close(d.accepted)
 		for {
 			st, err := as.Accept(context.Background())
 			if err != nil {
 				return
 			}
-			streams.Add(1)
-			go a.serveStream(streamCtx, st, func() bool { return false }, streams.Done)
+			d.streams.Add(1)
+			go a.serveStream(streamCtx, st, func() bool { return false }, d.streams.Done)
 		}
 	}()
+	return d
+}
+
+// shutdown runs before (if any), then the agent's drain and the close of
+// its tunnel, as Run's end does, in the background; the channel is closed
+// once the tunnel is closed.
+func (d *drainTest) shutdown(before func()) <-chan struct{} {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		a.drain(0, abort)
-		as.Close()
+		if before != nil {
+			before()
+		}
+		d.a.drain(d.rs, 0, d.abort)
+		d.as.Close()
 	}()
+	return stopped
+}
 
+// openOnDrain opens a stream with first bytes the moment the gateway reads
+// the drain, and returns, once everything has ended, the connections the
+// target saw and the open's error.
+func (d *drainTest) openOnDrain(stopped <-chan struct{}) (int64, error) {
+	var err error
 	select {
-	case <-drained:
-		st, err := gs.Open(ctx, mux.OpenRequest{Target: target.Addr, ConnID: "c-1"}, []byte("INSERT INTO orders"))
+	case <-d.drained:
+		var st *mux.Stream
+		st, err = d.gs.Open(d.ctx, mux.OpenRequest{Target: d.target.Addr, ConnID: "c-1"}, []byte("INSERT INTO orders"))
 		if st != nil {
 			st.Close()
 		}
-		if oe := (*mux.OpenError)(nil); !errors.As(err, &oe) || oe.Reply.Code != mux.CodeBusy {
-			t.Errorf("open that crossed the drain = %v; want busy, which the gateway retries elsewhere", err)
-		}
 	case <-stopped:
-		t.Error("the tunnel closed before the gateway heard the drain")
+		d.t.Error("the tunnel closed before the gateway heard the drain")
 	}
 	<-stopped
-	<-accepted
-	streams.Wait()
-	if n := target.Accepted(); n != 0 {
-		t.Errorf("the target saw %d connection(s) from a draining agent, want 0", n)
-	}
+	<-d.accepted
+	d.streams.Wait()
+	d.rs.retiring.Wait()
+	return d.target.Accepted(), err
 }

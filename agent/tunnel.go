@@ -76,11 +76,37 @@ type runState struct {
 	streamCtx context.Context // data streams; cancelled when the shutdown grace ends
 	streams   sync.WaitGroup  // data stream handlers
 	retiring  sync.WaitGroup  // sessions replaced after a goaway, finishing their streams
+
+	mu       sync.Mutex
+	settleAt time.Time // until then a tunnel that was sent drain may still see opens that crossed it
+}
+
+// drained notes that drain went out on sess, and returns when the gateway
+// has surely read it. Run closes no tunnel before the latest such time.
+func (rs *runState) drained(sess *mux.Session) time.Time {
+	at := time.Now().Add(settleTime(sess))
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if at.After(rs.settleAt) {
+		rs.settleAt = at
+	}
+	return at
+}
+
+// settled is the time every drain sent so far has settled.
+func (rs *runState) settled() time.Time {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.settleAt
 }
 
 // runTunnel is one connection attempt of slot s and, when it comes up, the
 // tunnel's life until it ends or the gateway node says goaway.
 func (a *Agent) runTunnel(ctx context.Context, rs *runState, s *slot) (time.Duration, error) {
+	if a.draining.Load() { // shutting down: no new tunnel, only the end
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
 	ips, err := a.dialer.Resolve(ctx)
 	if err != nil {
 		a.m.TunnelConnects.WithLabelValues("error").Inc()
@@ -146,7 +172,7 @@ func (a *Agent) connect(ctx context.Context, s *slot, ip netip.Addr) (*tunnelCon
 // retires the old one.
 func (a *Agent) serveTunnel(ctx context.Context, rs *runState, s *slot, t *tunnelConn, preferred netip.Addr) (time.Duration, error) {
 	first := t.start
-	a.tunnelUp(s, t)
+	a.tunnelUp(rs, s, t)
 	accepted := a.acceptStreams(ctx, rs, t)
 
 	rebalance := make(chan *tunnelConn)
@@ -187,7 +213,7 @@ func (a *Agent) serveTunnel(ctx context.Context, rs *runState, s *slot, t *tunne
 		case nt := <-rebalance:
 			a.retire(rs, s, t, accepted, "back to the preferred gateway "+nt.ip.String())
 			t = nt
-			a.tunnelUp(s, t)
+			a.tunnelUp(rs, s, t)
 			accepted = a.acceptStreams(ctx, rs, t)
 		}
 	}
@@ -222,7 +248,7 @@ func (a *Agent) rebalance(ctx context.Context, s *slot, preferred netip.Addr, ou
 	}
 }
 
-func (a *Agent) tunnelUp(s *slot, t *tunnelConn) {
+func (a *Agent) tunnelUp(rs *runState, s *slot, t *tunnelConn) {
 	if t.start.IsZero() {
 		t.start = time.Now()
 	}
@@ -237,6 +263,7 @@ func (a *Agent) tunnelUp(s *slot, t *tunnelConn) {
 	a.log.Info("tunnel connected", "tunnel", s.index, "gateway", t.ip.String(), "node", t.hello.Node, "session", t.hello.SessionID)
 	if a.draining.Load() {
 		t.sess.Send(mux.Message{Type: mux.TypeDrain, Reason: "agent shutting down"})
+		rs.drained(t.sess)
 	}
 }
 
@@ -273,12 +300,18 @@ func (a *Agent) acceptStreams(ctx context.Context, rs *runState, t *tunnelConn) 
 // drain on it, so that the gateway has read the drain before the tunnel
 // changes what it does: an open that crossed the drain on the wire is
 // served (a retired tunnel) or answered busy (an agent shutting down), not
-// cut.
-const drainSettle = 250 * time.Millisecond
+// cut. maxSettle bounds it on a link whose last round trip was slow, so
+// that a shutdown stays within the service manager's stop timeout.
+const (
+	drainSettle = 250 * time.Millisecond
+	maxSettle   = 5 * time.Second
+)
 
 // settleTime is how long sess stays open after a drain: drainSettle, or
-// two round trips on a slower link.
-func settleTime(sess *mux.Session) time.Duration { return max(drainSettle, 2*sess.RTT()) }
+// two round trips on a slower link, at most maxSettle.
+func settleTime(sess *mux.Session) time.Duration {
+	return min(max(drainSettle, 2*sess.RTT()), maxSettle)
+}
 
 // retire tells the gateway to open nothing more on t, and closes t in the
 // background once its streams are done (or it ends on its own). Until the
@@ -288,10 +321,11 @@ func settleTime(sess *mux.Session) time.Duration { return max(drainSettle, 2*ses
 // reaching zero be trusted.
 func (a *Agent) retire(rs *runState, s *slot, t *tunnelConn, accepted <-chan struct{}, why string) {
 	t.sess.Send(mux.Message{Type: mux.TypeDrain, Reason: why})
+	settleAt := rs.drained(t.sess)
 	rs.retiring.Add(1)
 	go func() {
 		defer rs.retiring.Done()
-		settle := time.NewTimer(settleTime(t.sess))
+		settle := time.NewTimer(time.Until(settleAt))
 		select {
 		case <-settle.C:
 		case <-accepted:

@@ -111,7 +111,10 @@ type AgentProcess struct {
 	// ferry-agent.lock in the temporary directory elsewhere.
 	LockFile string `toml:"lock_file"`
 	// ShutdownGrace is how long SIGTERM waits for active connections before
-	// the agent exits; default 30s, 0 exits at once.
+	// the agent resets them and exits; default 30s, 0 resets them at once.
+	// Either way the agent stays up until its drain has settled (250 ms, up
+	// to 5 s on a slow link), so that an open crossing it is refused and
+	// retried elsewhere, not cut.
 	ShutdownGrace time.Duration `toml:"shutdown_grace"`
 	// MaxProcs is how many CPUs run the agent's goroutines at once
 	// (GOMAXPROCS). Default 0: one fewer than the CPUs available (the
