@@ -204,7 +204,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // drain stops new streams and waits for active ones up to grace, then
 // aborts what is left. It returns no sooner than every drain the agent has
-// sent has settled (rs.drained), even with nothing active: an open that
+// sent has settled (runState.sendDrain), even with nothing active: an open that
 // crossed a drain on the wire must be answered busy, which the gateway
 // retries on another replica, not cut by the tunnel's close, which it
 // cannot retry once the client's first bytes went with it.
@@ -218,8 +218,7 @@ func (a *Agent) drain(rs *runState, grace time.Duration, abort context.CancelFun
 	a.draining.Store(true)
 	for _, s := range a.slots {
 		if sess := s.session(); sess != nil {
-			sess.Send(mux.Message{Type: mux.TypeDrain, Reason: "agent shutting down"})
-			rs.drained(sess)
+			rs.sendDrain(sess, "agent shutting down")
 		}
 	}
 	n := a.active.Load()

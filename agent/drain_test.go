@@ -18,7 +18,7 @@ import (
 // Closed at once, the tunnel would cut that open, and the gateway does not
 // retry an open that carried the client's first bytes.
 func TestDrainAnswersCrossingOpenBusy(t *testing.T) {
-	d := startDrainTest(t)
+	d := startDrainTest(t, true)
 	d.a.slots[0].mu.Lock()
 	d.a.slots[0].sess = d.as
 	d.a.slots[0].mu.Unlock()
@@ -38,13 +38,40 @@ func TestDrainAnswersCrossingOpenBusy(t *testing.T) {
 // drain still leaves it open until that drain has settled: an open that
 // crossed it is served or answered busy, never cut.
 func TestDrainWaitsForRetiredTunnel(t *testing.T) {
-	d := startDrainTest(t)
+	d := startDrainTest(t, true)
 	tc := &tunnelConn{sess: d.as, start: time.Now()}
 	stopped := d.shutdown(func() { d.a.retire(d.rs, d.a.slots[0], tc, d.accepted, "gateway node going away") })
 
 	_, err := d.openOnDrain(stopped)
-	if oe := (*mux.OpenError)(nil); err != nil && (!errors.As(err, &oe) || oe.Reply.Code != mux.CodeBusy) {
-		t.Errorf("open that crossed the retire's drain = %v; want it served or answered busy", err)
+	if oe := (*mux.OpenError)(nil); err != nil && !errors.Is(err, mux.ErrNotSent) && (!errors.As(err, &oe) || oe.Reply.Code != mux.CodeBusy) {
+		t.Errorf("open that crossed the retire's drain = %v; want it served, answered busy or not sent (all retried or done)", err)
+	}
+}
+
+// TestLateTunnelHeldUntilSettled: a tunnel whose connect was under way when
+// the agent began to shut down, and came up only once Run's end had come,
+// sends its own drain and stays open until that drain has settled: the
+// gateway registered it at its handshake and, as a tunnel with no streams,
+// prefers it for the next open.
+func TestLateTunnelHeldUntilSettled(t *testing.T) {
+	d := startDrainTest(t, false)
+	d.a.draining.Store(true)
+	ended, end := context.WithCancel(context.Background())
+	end()
+	tc := &tunnelConn{sess: d.as, start: time.Now(), goaway: make(chan struct{})}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		defer close(d.accepted)
+		d.a.serveTunnel(ended, d.rs, d.a.slots[0], tc, tc.ip)
+	}()
+
+	target, err := d.openOnDrain(stopped)
+	if oe := (*mux.OpenError)(nil); !errors.As(err, &oe) || oe.Reply.Code != mux.CodeBusy {
+		t.Errorf("open on the late tunnel = %v; want busy, which the gateway retries elsewhere", err)
+	}
+	if target != 0 {
+		t.Errorf("the target saw %d connection(s) from a draining agent, want 0", target)
 	}
 }
 
@@ -59,11 +86,13 @@ type drainTest struct {
 	drained  chan struct{}
 	accepted chan struct{} // closed when the agent's accept loop has ended
 	abort    context.CancelFunc
-	streams  *sync.WaitGroup
 	ctx      context.Context
 }
 
-func startDrainTest(t *testing.T) *drainTest {
+// startDrainTest connects the two sides; with serve, the agent's side
+// accepts and serves streams as acceptStreams does, but never closes the
+// session by itself.
+func startDrainTest(t *testing.T, serve bool) *drainTest {
 	t.Helper()
 	target := testutil.NewCountingListener(t)
 	a := newTestAgent(t, target.Addr)
@@ -72,7 +101,7 @@ func startDrainTest(t *testing.T) *drainTest {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 
-	d := &drainTest{t: t, a: a, target: target, drained: make(chan struct{}), accepted: make(chan struct{}), streams: &sync.WaitGroup{}, ctx: ctx}
+	d := &drainTest{t: t, a: a, target: target, drained: make(chan struct{}), accepted: make(chan struct{}), ctx: ctx}
 	var once sync.Once
 	gch := make(chan *mux.Session, 1)
 	go func() {
@@ -98,17 +127,19 @@ func startDrainTest(t *testing.T) *drainTest {
 	t.Cleanup(abort)
 	d.abort = abort
 	d.rs = &runState{streamCtx: streamCtx}
-	go func() {
-		defer close(d.accepted)
-		for {
-			st, err := as.Accept(context.Background())
-			if err != nil {
-				return
+	if serve {
+		go func() {
+			defer close(d.accepted)
+			for {
+				st, err := as.Accept(context.Background())
+				if err != nil {
+					return
+				}
+				d.rs.streams.Add(1)
+				go a.serveStream(streamCtx, st, func() bool { return false }, d.rs.streams.Done)
 			}
-			d.streams.Add(1)
-			go a.serveStream(streamCtx, st, func() bool { return false }, d.streams.Done)
-		}
-	}()
+		}()
+	}
 	return d
 }
 
@@ -145,7 +176,7 @@ func (d *drainTest) openOnDrain(stopped <-chan struct{}) (int64, error) {
 	}
 	<-stopped
 	<-d.accepted
-	d.streams.Wait()
 	d.rs.retiring.Wait()
+	d.rs.streams.Wait()
 	return d.target.Accepted(), err
 }

@@ -77,27 +77,55 @@ type runState struct {
 	streams   sync.WaitGroup  // data stream handlers
 	retiring  sync.WaitGroup  // sessions replaced after a goaway, finishing their streams
 
-	mu       sync.Mutex
-	settleAt time.Time // until then a tunnel that was sent drain may still see opens that crossed it
+	mu      sync.Mutex
+	settles map[*mux.Session]time.Time // tunnels sent drain, until they close: when the gateway has surely read it
 }
 
-// drained notes that drain went out on sess, and returns when the gateway
-// has surely read it. Run closes no tunnel before the latest such time.
-func (rs *runState) drained(sess *mux.Session) time.Time {
-	at := time.Now().Add(settleTime(sess))
+// sendDrain tells the gateway to open nothing more on sess, unless the
+// agent did so already, and returns when the gateway has surely read the
+// drain: until then an open that crossed it may still arrive, and sess
+// must not be closed (see closeDrained).
+func (rs *runState) sendDrain(sess *mux.Session, why string) time.Time {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if at.After(rs.settleAt) {
-		rs.settleAt = at
+	if at, ok := rs.settles[sess]; ok {
+		return at
 	}
+	sess.Send(mux.Message{Type: mux.TypeDrain, Reason: why})
+	at := time.Now().Add(settleTime(sess))
+	if rs.settles == nil {
+		rs.settles = map[*mux.Session]time.Time{}
+	}
+	rs.settles[sess] = at
 	return at
 }
 
-// settled is the time every drain sent so far has settled.
+// settled is when every drain sent on a tunnel still open has settled.
 func (rs *runState) settled() time.Time {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return rs.settleAt
+	var last time.Time
+	for _, at := range rs.settles {
+		if at.After(last) {
+			last = at
+		}
+	}
+	return last
+}
+
+// closeDrained closes sess once a drain on it has settled, sending one
+// first if none went out: the gateway may have picked the tunnel already.
+func (rs *runState) closeDrained(sess *mux.Session, why string) {
+	time.Sleep(time.Until(rs.sendDrain(sess, why)))
+	rs.closed(sess)
+}
+
+// closed closes sess and forgets its drain.
+func (rs *runState) closed(sess *mux.Session) {
+	sess.Close()
+	rs.mu.Lock()
+	delete(rs.settles, sess)
+	rs.mu.Unlock()
 }
 
 // runTunnel is one connection attempt of slot s and, when it comes up, the
@@ -186,7 +214,7 @@ func (a *Agent) serveTunnel(ctx context.Context, rs *runState, s *slot, t *tunne
 		rb.Add(1)
 		go func() {
 			defer rb.Done()
-			a.rebalance(rbCtx, s, preferred, rebalance)
+			a.rebalance(rbCtx, rs, s, preferred, rebalance)
 		}()
 	}
 
@@ -194,7 +222,7 @@ func (a *Agent) serveTunnel(ctx context.Context, rs *runState, s *slot, t *tunne
 		select {
 		case <-accepted:
 			s.detach(t.sess)
-			up, err := a.tunnelDown(t)
+			up, err := a.tunnelDown(rs, t)
 			if ctx.Err() != nil {
 				return up, ctx.Err()
 			}
@@ -221,7 +249,7 @@ func (a *Agent) serveTunnel(ctx context.Context, rs *runState, s *slot, t *tunne
 
 // rebalance tries, every rebalanceInterval, to open a tunnel to the slot's
 // preferred gateway address and hands it over when it comes up.
-func (a *Agent) rebalance(ctx context.Context, s *slot, preferred netip.Addr, out chan<- *tunnelConn) {
+func (a *Agent) rebalance(ctx context.Context, rs *runState, s *slot, preferred netip.Addr, out chan<- *tunnelConn) {
 	tick := time.NewTicker(a.rebalanceInterval)
 	defer tick.Stop()
 	for {
@@ -241,8 +269,8 @@ func (a *Agent) rebalance(ctx context.Context, s *slot, preferred netip.Addr, ou
 		select {
 		case out <- t:
 			return
-		case <-ctx.Done():
-			t.sess.Close()
+		case <-ctx.Done(): // the gateway may have picked t already
+			rs.closeDrained(t.sess, "tunnel not needed")
 			return
 		}
 	}
@@ -262,13 +290,12 @@ func (a *Agent) tunnelUp(rs *runState, s *slot, t *tunnelConn) {
 	s.mu.Unlock()
 	a.log.Info("tunnel connected", "tunnel", s.index, "gateway", t.ip.String(), "node", t.hello.Node, "session", t.hello.SessionID)
 	if a.draining.Load() {
-		t.sess.Send(mux.Message{Type: mux.TypeDrain, Reason: "agent shutting down"})
-		rs.drained(t.sess)
+		rs.sendDrain(t.sess, "agent shutting down")
 	}
 }
 
-func (a *Agent) tunnelDown(t *tunnelConn) (time.Duration, error) {
-	t.sess.Close()
+func (a *Agent) tunnelDown(rs *runState, t *tunnelConn) (time.Duration, error) {
+	rs.closed(t.sess)
 	a.m.TunnelsConnected.Dec()
 	return time.Since(t.start), t.sess.Err()
 }
@@ -282,10 +309,22 @@ func (a *Agent) acceptStreams(ctx context.Context, rs *runState, t *tunnelConn) 
 	go func() {
 		defer rs.retiring.Done()
 		defer close(done)
-		stop := context.AfterFunc(ctx, func() { t.sess.Close() })
-		defer stop()
+		// Run's end: the agent has drained (a tunnel that came up
+		// since then sent its own drain in tunnelUp).
+		closed := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			defer close(closed)
+			rs.closeDrained(t.sess, "agent shutting down")
+		})
+		defer func() {
+			if !stop() {
+				<-closed
+			}
+		}()
 		for {
-			st, err := t.sess.Accept(ctx)
+			// Not on ctx: streams that arrive while the drain settles are
+			// answered busy; the loop ends when the session closes.
+			st, err := t.sess.Accept(context.Background())
 			if err != nil {
 				return
 			}
@@ -320,8 +359,7 @@ func settleTime(sess *mux.Session) time.Duration {
 // makes the gateway retry on another tunnel. Only then can t's stream count
 // reaching zero be trusted.
 func (a *Agent) retire(rs *runState, s *slot, t *tunnelConn, accepted <-chan struct{}, why string) {
-	t.sess.Send(mux.Message{Type: mux.TypeDrain, Reason: why})
-	settleAt := rs.drained(t.sess)
+	settleAt := rs.sendDrain(t.sess, why)
 	rs.retiring.Add(1)
 	go func() {
 		defer rs.retiring.Done()
@@ -342,7 +380,7 @@ func (a *Agent) retire(rs *runState, s *slot, t *tunnelConn, accepted <-chan str
 			case <-tick.C:
 			}
 		}
-		up, err := a.tunnelDown(t)
+		up, err := a.tunnelDown(rs, t)
 		<-accepted
 		a.log.Info("retired tunnel closed", "tunnel", s.index, "gateway", t.ip.String(), "up", up.Round(time.Millisecond), "why", why, "session_end", err)
 	}()
