@@ -75,6 +75,24 @@ func TestLateTunnelHeldUntilSettled(t *testing.T) {
 	}
 }
 
+// TestDiscardedTunnelAnswersBusy: a tunnel made to return to the slot's
+// own gateway address but not needed after all (its slot's tunnel ended
+// meanwhile) is registered on the gateway, which may pick it: it answers
+// busy until a drain on it has settled, and only then closes.
+func TestDiscardedTunnelAnswersBusy(t *testing.T) {
+	d := startDrainTest(t, false)
+	d.a.discard(d.rs, &tunnelConn{sess: d.as, start: time.Now(), goaway: make(chan struct{})})
+	close(d.accepted)
+
+	target, err := d.openOnDrain(d.as.Done())
+	if oe := (*mux.OpenError)(nil); !errors.As(err, &oe) || oe.Reply.Code != mux.CodeBusy {
+		t.Errorf("open on the discarded tunnel = %v; want busy, which the gateway retries elsewhere", err)
+	}
+	if target != 0 {
+		t.Errorf("the target saw %d connection(s) through a discarded tunnel, want 0", target)
+	}
+}
+
 // drainTest is an agent's side of one tunnel, served as Run serves it, and
 // the gateway's side, which reports the first drain it reads.
 type drainTest struct {

@@ -87,16 +87,31 @@ type runState struct {
 // must not be closed (see closeDrained).
 func (rs *runState) sendDrain(sess *mux.Session, why string) time.Time {
 	rs.mu.Lock()
-	defer rs.mu.Unlock()
 	if at, ok := rs.settles[sess]; ok {
+		rs.mu.Unlock()
 		return at
 	}
-	sess.Send(mux.Message{Type: mux.TypeDrain, Reason: why})
-	at := time.Now().Add(settleTime(sess))
+	select {
+	case <-sess.Done(): // closed: nothing can cross a drain any more
+		rs.mu.Unlock()
+		return time.Time{}
+	default:
+	}
 	if rs.settles == nil {
 		rs.settles = map[*mux.Session]time.Time{}
 	}
-	rs.settles[sess] = at
+	rs.settles[sess] = time.Now().Add(settleTime(sess)) // held while sending
+	rs.mu.Unlock()
+
+	// Send may wait for a slow tunnel: not under rs.mu, which every
+	// tunnel's close takes.
+	sess.Send(mux.Message{Type: mux.TypeDrain, Reason: why})
+	at := time.Now().Add(settleTime(sess))
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if _, ok := rs.settles[sess]; ok { // not closed meanwhile
+		rs.settles[sess] = at
+	}
 	return at
 }
 
@@ -269,13 +284,25 @@ func (a *Agent) rebalance(ctx context.Context, rs *runState, s *slot, preferred 
 		select {
 		case out <- t:
 			return
-		case <-ctx.Done(): // the gateway may have picked t already
-			rs.closeDrained(t.sess, "tunnel not needed")
+		case <-ctx.Done():
+			a.discard(rs, t)
 			return
 		}
 	}
 }
 
+// discard closes t, a tunnel never put to use, in the background: the
+// gateway registered it at its handshake and may have picked it, so it
+// answers busy to what arrives until a drain on it has settled.
+func (a *Agent) discard(rs *runState, t *tunnelConn) {
+	t.retired.Store(true)
+	ended, end := context.WithCancel(context.Background())
+	end()
+	a.acceptStreams(ended, rs, t) // closes t once drained
+}
+
+// tunnelUp makes t the slot's tunnel; an agent shutting down drains it at
+// once.
 func (a *Agent) tunnelUp(rs *runState, s *slot, t *tunnelConn) {
 	if t.start.IsZero() {
 		t.start = time.Now()
@@ -309,12 +336,11 @@ func (a *Agent) acceptStreams(ctx context.Context, rs *runState, t *tunnelConn) 
 	go func() {
 		defer rs.retiring.Done()
 		defer close(done)
-		// Run's end: the agent has drained (a tunnel that came up
-		// since then sent its own drain in tunnelUp).
+		// Run's end (or a discarded tunnel): drain, then close.
 		closed := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() {
 			defer close(closed)
-			rs.closeDrained(t.sess, "agent shutting down")
+			rs.closeDrained(t.sess, "tunnel closing")
 		})
 		defer func() {
 			if !stop() {
