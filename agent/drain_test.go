@@ -24,13 +24,7 @@ func TestDrainAnswersCrossingOpenBusy(t *testing.T) {
 	d.a.slots[0].mu.Unlock()
 	stopped := d.shutdown(nil)
 
-	target, err := d.openOnDrain(stopped)
-	if oe := (*mux.OpenError)(nil); !errors.As(err, &oe) || oe.Reply.Code != mux.CodeBusy {
-		t.Errorf("open that crossed the drain = %v; want busy, which the gateway retries elsewhere", err)
-	}
-	if target != 0 {
-		t.Errorf("the target saw %d connection(s) from a draining agent, want 0", target)
-	}
+	d.wantBusy("open that crossed the drain", stopped)
 }
 
 // TestDrainWaitsForRetiredTunnel: a tunnel being retired (after a goaway)
@@ -66,13 +60,7 @@ func TestLateTunnelHeldUntilSettled(t *testing.T) {
 		d.a.serveTunnel(ended, d.rs, d.a.slots[0], tc, tc.ip)
 	}()
 
-	target, err := d.openOnDrain(stopped)
-	if oe := (*mux.OpenError)(nil); !errors.As(err, &oe) || oe.Reply.Code != mux.CodeBusy {
-		t.Errorf("open on the late tunnel = %v; want busy, which the gateway retries elsewhere", err)
-	}
-	if target != 0 {
-		t.Errorf("the target saw %d connection(s) from a draining agent, want 0", target)
-	}
+	d.wantBusy("open on the late tunnel", stopped)
 }
 
 // TestDiscardedTunnelAnswersBusy: a tunnel made to return to the slot's
@@ -84,12 +72,20 @@ func TestDiscardedTunnelAnswersBusy(t *testing.T) {
 	d.a.discard(d.rs, &tunnelConn{sess: d.as, start: time.Now(), goaway: make(chan struct{})})
 	close(d.accepted)
 
-	target, err := d.openOnDrain(d.as.Done())
+	d.wantBusy("open on the discarded tunnel", d.as.Done())
+}
+
+// wantBusy makes the open (see openOnDrain) and checks that it was
+// answered busy, which the gateway retries elsewhere, and that the target
+// saw no connection.
+func (d *drainTest) wantBusy(what string, stopped <-chan struct{}) {
+	d.t.Helper()
+	target, err := d.openOnDrain(stopped)
 	if oe := (*mux.OpenError)(nil); !errors.As(err, &oe) || oe.Reply.Code != mux.CodeBusy {
-		t.Errorf("open on the discarded tunnel = %v; want busy, which the gateway retries elsewhere", err)
+		d.t.Errorf("%s = %v; want busy, which the gateway retries elsewhere", what, err)
 	}
 	if target != 0 {
-		t.Errorf("the target saw %d connection(s) through a discarded tunnel, want 0", target)
+		d.t.Errorf("%s: the target saw %d connection(s), want 0: nothing is dialled for it", what, target)
 	}
 }
 
