@@ -280,9 +280,8 @@ func (a *Agent) get(path string) (int, string, error) {
 	return resp.StatusCode, string(body), err
 }
 
-// Metric reads one metric from the gateway's /metrics on its admin
-// listener (summed over matching series).
-func (g *Gateway) Metric(t *testing.T, name string, labels map[string]string) float64 {
+// Metrics is the gateway's /metrics body, from its admin listener.
+func (g *Gateway) Metrics(t *testing.T) string {
 	t.Helper()
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + g.AdminAddr + "/metrics")
 	if err != nil {
@@ -293,7 +292,14 @@ func (g *Gateway) Metric(t *testing.T, name string, labels map[string]string) fl
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("gateway /metrics: HTTP %d %v", resp.StatusCode, err)
 	}
-	return testutil.Metric(string(body), name, labels)
+	return string(body)
+}
+
+// Metric reads one metric from the gateway's /metrics (summed over
+// matching series).
+func (g *Gateway) Metric(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	return testutil.Metric(g.Metrics(t), name, labels)
 }
 
 // Metrics is the agent's /metrics body.

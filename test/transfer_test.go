@@ -39,13 +39,25 @@ func TestParallelHalfCloseEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	acceptedBefore, eofBefore := echo.Accepted(), echo.CleanEOF()
-	gwBytes := func(dir string) float64 {
-		return s.GW.Metric(t, "ferry_gateway_bytes_total", map[string]string{"direction": dir})
+	// counters reads the three byte counters, the gateway's two from one
+	// scrape: the gateway adds a connection's two directions one after the
+	// other, and a scrape between them would count one of them twice.
+	counters := func() (toAgent, fromAgent, toTarget float64) {
+		gw := s.GW.Metrics(t)
+		dir := func(d string) map[string]string { return map[string]string{"direction": d} }
+		return testutil.Metric(gw, "ferry_gateway_bytes_total", dir("to_agent")),
+			testutil.Metric(gw, "ferry_gateway_bytes_total", dir("from_agent")),
+			s.Agent.Metric(t, "ferry_agent_bytes_total", dir("to_target"))
 	}
-	agBytes := func(dir string) float64 {
-		return s.Agent.Metric(t, "ferry_agent_bytes_total", map[string]string{"direction": dir})
-	}
-	toAgent0, fromAgent0, toTarget0 := gwBytes("to_agent"), gwBytes("from_agent"), agBytes("to_target")
+	// The warm-up is counted when it ends, a moment after its client saw
+	// the end: wait for it, or it would land in the burst's figures. It
+	// echoed, so all three counters then hold its length.
+	var toAgent0, fromAgent0, toTarget0 float64
+	testutil.Poll(t, 10*time.Second, "byte counters holding the warm-up connection", func() (bool, string) {
+		toAgent0, fromAgent0, toTarget0 = counters()
+		return toAgent0 > 0 && toAgent0 == fromAgent0 && fromAgent0 == toTarget0,
+			fmt.Sprintf("gateway to_agent %v, from_agent %v, agent to_target %v", toAgent0, fromAgent0, toTarget0)
+	})
 
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -85,7 +97,8 @@ func TestParallelHalfCloseEcho(t *testing.T) {
 	// it ends, a moment after its client saw the end.
 	want := float64(conns * size)
 	testutil.Poll(t, 10*time.Second, "byte counters of the gateway and the agent at the bytes moved", func() (bool, string) {
-		to, from, target := gwBytes("to_agent")-toAgent0, gwBytes("from_agent")-fromAgent0, agBytes("to_target")-toTarget0
+		to, from, target := counters()
+		to, from, target = to-toAgent0, from-fromAgent0, target-toTarget0
 		return to == want && from == want && target == want,
 			fmt.Sprintf("gateway to_agent %v, from_agent %v, agent to_target %v; want %v each", to, from, target, want)
 	})
