@@ -18,8 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/ferry-tunnel/ferry/config"
 	"github.com/ferry-tunnel/ferry/gateway/admin"
 	"github.com/ferry-tunnel/ferry/metrics"
@@ -41,7 +39,7 @@ type Options struct {
 	// Getenv reads FERRY_ADMIN_TOKEN; nil means os.Getenv.
 	Getenv func(string) string
 	// Registry receives the gateway's metrics; nil means a new registry.
-	Registry *prometheus.Registry
+	Registry *metrics.Registry
 }
 
 // Gateway is a ferry-gateway node. Create it with New, then Run it; Dial and
@@ -53,7 +51,7 @@ type Gateway struct {
 	node       string
 	store      store.Store
 	reg        *registry
-	prom       *prometheus.Registry
+	prom       *metrics.Registry
 	m          *metrics.Gateway
 	settings   mux.Settings
 	cert       tls.Certificate

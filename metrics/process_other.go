@@ -1,0 +1,7 @@
+//go:build !linux && !windows
+
+package metrics
+
+// addProcessOS adds nothing: on this system only the start time is
+// exported.
+func addProcessOS(*Registry) {}
