@@ -67,6 +67,11 @@ type Gateway struct {
 
 	mu        sync.Mutex
 	listeners map[string]*connListener
+	// syncMu makes a store sync (read the store, then open and close
+	// listeners to match) one step for the admin API's starts and stops: a
+	// connection the API deletes while a sync runs is not opened again from
+	// what the sync read before, nor one it creates closed.
+	syncMu sync.Mutex
 
 	ready  chan struct{}
 	tunLn  net.Listener

@@ -23,6 +23,8 @@ type connListener struct {
 // proxied to c.Target through c.Agent. Starting a connection that is already
 // open with the same settings does nothing.
 func (g *Gateway) StartConnection(c store.Connection) error {
+	g.syncMu.Lock()
+	defer g.syncMu.Unlock()
 	return g.startConnection(c, false)
 }
 
@@ -52,6 +54,12 @@ func (g *Gateway) startConnection(c store.Connection, static bool) error {
 // StopConnection closes the named connection's listener (admin.Backend).
 // Connections already proxied go on until they end.
 func (g *Gateway) StopConnection(name string) {
+	g.syncMu.Lock()
+	defer g.syncMu.Unlock()
+	g.stopConnection(name)
+}
+
+func (g *Gateway) stopConnection(name string) {
 	g.mu.Lock()
 	l := g.listeners[name]
 	delete(g.listeners, name)
@@ -155,6 +163,8 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 // share the store) appear and disappear here too. failed remembers the last
 // error per connection so that a persistent one is logged once.
 func (g *Gateway) syncConnections(ctx context.Context, failed map[string]string) {
+	g.syncMu.Lock()
+	defer g.syncMu.Unlock()
 	stored, err := g.store.ListConnections(ctx)
 	if err != nil {
 		g.log.Warn("cannot list stored connections", "err", err)
@@ -175,7 +185,7 @@ func (g *Gateway) syncConnections(ctx context.Context, failed map[string]string)
 	}
 	g.mu.Unlock()
 	for _, name := range stale {
-		g.StopConnection(name)
+		g.stopConnection(name)
 		delete(running, name)
 		g.log.Info("connection removed from the store: stopped listening", "connection", name)
 	}
@@ -188,7 +198,7 @@ func (g *Gateway) syncConnections(ctx context.Context, failed map[string]string)
 		if running[name] {
 			continue
 		}
-		if err := g.StartConnection(c); err != nil {
+		if err := g.startConnection(c, false); err != nil {
 			if failed[name] != err.Error() {
 				g.log.Error("cannot open stored connection", "connection", name, "err", err)
 				failed[name] = err.Error()
