@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -77,22 +76,9 @@ func TestDialDecisions(t *testing.T) {
 	}
 }
 
-// closedPort returns a loopback port that refuses connections: a socket
-// bound there but not listening holds it for the test's duration.
+// closedPort is the port of testutil.ClosedAddr.
 func closedPort(t *testing.T) int {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sa.(*syscall.SockaddrInet4).Port
+	return int(netip.MustParseAddrPort(testutil.ClosedAddr(t)).Port())
 }
 
 func TestStatusNeverShowsToken(t *testing.T) {

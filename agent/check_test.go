@@ -254,12 +254,7 @@ func TestCheckTLSProblems(t *testing.T) {
 func TestCheckGatewayUnreachable(t *testing.T) {
 	g := startCheckGateway(t, time.Now().Add(90*24*time.Hour))
 	cfg, _ := agentConfig(t, g, checkToken, "", "db.internal:5432")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, closed, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
+	_, closed, _ := net.SplitHostPort(testutil.ClosedAddr(t))
 	cfg.Gateway.URL = "wss://localhost:" + closed + "/v1/tunnel"
 	out, err := runCheck(t, cfg, CheckOptions{})
 	if !errors.Is(err, ErrCheckFailed) {
@@ -305,9 +300,7 @@ func TestCheckTargets(t *testing.T) {
 		})
 	}
 	// A target the allow-list admits but nothing listens on.
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	down := ln.Addr().String()
-	ln.Close()
+	down := testutil.ClosedAddr(t)
 	cfg2, _ := agentConfig(t, g, checkToken, "", down)
 	out, err := runCheck(t, cfg2, CheckOptions{Target: down})
 	if !errors.Is(err, ErrCheckFailed) {

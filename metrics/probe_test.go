@@ -2,13 +2,14 @@ package metrics
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ferry-tunnel/ferry/internal/testutil"
 )
 
 func TestReadyURL(t *testing.T) {
@@ -41,13 +42,7 @@ func TestProbeReady(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
-	// A listener closed at once leaves a port that refuses connections.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := "http://" + ln.Addr().String() + "/readyz"
-	ln.Close()
+	refused := "http://" + testutil.ClosedAddr(t) + "/readyz"
 
 	for _, tt := range []struct {
 		name, url string

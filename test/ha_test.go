@@ -357,7 +357,21 @@ func TestRollingGatewayRestart(t *testing.T) {
 		time.Sleep(300 * time.Millisecond) // the loop runs on the other node
 		from := ag.Proc.Log.Len()
 		long := longTransfer(connAddr(i), uint64(i)+1)
-		time.Sleep(400 * time.Millisecond) // the transfer is under way
+		// The transfer is under way once the agent's tunnel to the node
+		// carries a stream: before, SIGTERM could close the listener with
+		// the client's connection still in its accept queue.
+		testutil.Poll(t, 10*time.Second, "the long transfer under way through "+names[i], func() (bool, string) {
+			st, err := ag.Status()
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, tu := range st.Tunnels {
+				if tu.State == "connected" && tu.Node == names[i] && tu.Streams > 0 {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("%+v", st.Tunnels)
+		})
 		before := loop.ok.Load()
 		drain := stopProc(t, nodes[i].Proc, 20*time.Second)
 		res := <-long

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -79,7 +80,18 @@ func startGateway(t *testing.T, o gatewayOpts) *Gateway {
 	}
 	cfgPath := writeGatewayConfig(t, o, "e2e", "self_signed = true")
 	g := &Gateway{Opts: o, ConfigPath: cfgPath, CertFile: filepath.Join(o.DataDir, "tls", "cert.pem"), Conns: map[string]string{}}
-	g.Proc = testutil.Start(t, "ferry-gateway", []string{"FERRY_ADMIN_TOKEN=" + o.AdminToken}, gatewayBin, "serve", "--config", cfgPath)
+	// A restart reuses ports the kernel chose for the first run: while the
+	// gateway was down, another test's socket may have taken one for a
+	// moment (as testutil.GatewayNode.Start knows). Try again briefly.
+	for attempt := 1; ; attempt++ {
+		g.Proc = testutil.Start(t, "ferry-gateway", []string{"FERRY_ADMIN_TOKEN=" + o.AdminToken}, gatewayBin, "serve", "--config", cfgPath)
+		_, err := g.Proc.Log.WaitFor(reGatewayStarted, startTimeout)
+		if err == nil || attempt == 20 || !g.Proc.Exited() || !strings.Contains(g.Proc.Log.String(), "address already in use") {
+			break
+		}
+		t.Logf("gateway start %d: a port is still taken, trying again", attempt)
+		time.Sleep(100 * time.Millisecond)
+	}
 	g.awaitStart(t)
 	g.API = adminclient.New("http://"+g.AdminAddr, o.AdminToken, &http.Client{Timeout: 10 * time.Second})
 	return g
@@ -316,6 +328,23 @@ func (a *Agent) Metrics(t *testing.T) string {
 func (a *Agent) Metric(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
 	return testutil.Metric(a.Metrics(t), name, labels)
+}
+
+// StatusStreams is streams_active from the agent's /status: the
+// connections its stream limit counts. The agent logs a connection and
+// drops the streams_active gauge a moment before it releases the count.
+func (a *Agent) StatusStreams() (int64, error) {
+	code, body, err := a.get("/status")
+	if err != nil || code != http.StatusOK {
+		return 0, fmt.Errorf("/status: HTTP %d %v", code, err)
+	}
+	var st struct {
+		StreamsActive int64 `json:"streams_active"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		return 0, fmt.Errorf("/status: %w", err)
+	}
+	return st.StreamsActive, nil
 }
 
 // Readyz is the status code of /readyz (0 when it did not answer).

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"regexp"
@@ -49,7 +50,14 @@ func TestAgentStreamLimit(t *testing.T) {
 	if n != 0 || !testutil.IsReset(err) {
 		t.Fatalf("connection over the limit: read %d bytes, %v; want a reset with no data", n, err)
 	}
-	if busy := a.Metric(t, "ferry_agent_streams_total", map[string]string{"result": "busy"}); busy != 1 {
+	// The agent counts the refusal after it has sent it: the client's reset
+	// can come first.
+	var busy float64
+	testutil.Poll(t, 10*time.Second, `ferry_agent_streams_total{result="busy"} counts the refusal`, func() (bool, string) {
+		busy = a.Metric(t, "ferry_agent_streams_total", map[string]string{"result": "busy"})
+		return busy >= 1, "busy " + ftoa(busy)
+	})
+	if busy != 1 {
 		t.Fatalf(`ferry_agent_streams_total{result="busy"} = %v, want 1`, busy)
 	}
 	if _, err := g.Proc.Log.WaitFor(reBusy, 5*time.Second); err != nil {
@@ -57,9 +65,15 @@ func TestAgentStreamLimit(t *testing.T) {
 	}
 
 	held[0].Close()
+	// The limit counts a stream until its pipe has wholly ended, a moment
+	// after the streams_active gauge drops: wait for that count too (/status).
 	testutil.Poll(t, 10*time.Second, "a slot frees", func() (bool, string) {
 		active := a.Metric(t, "ferry_agent_streams_active", nil)
-		return active <= 1, "streams_active " + ftoa(active)
+		n, err := a.StatusStreams()
+		if err != nil {
+			return false, err.Error()
+		}
+		return active <= 1 && n <= 1, fmt.Sprintf("gauge streams_active %v, /status streams_active %d", active, n)
 	})
 	c := dial(t, g.Conns["firehose"])
 	if _, err := io.ReadAtLeast(c, make([]byte, 1024), 1024); err != nil {

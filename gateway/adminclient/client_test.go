@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-tunnel/ferry/gateway/admin/admintest"
 	"github.com/ferry-tunnel/ferry/gateway/adminapi"
 	"github.com/ferry-tunnel/ferry/gateway/adminclient"
+	"github.com/ferry-tunnel/ferry/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -151,9 +152,7 @@ func TestNotTheAPI(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(http.NotFoundHandler())
-	url := srv.URL
-	srv.Close()
+	url := "http://" + testutil.ClosedAddr(t)
 	_, err := adminclient.New(url, "x", nil).ListAgents(context.Background())
 	var ce *adminclient.ConnError
 	if !errors.As(err, &ce) || !errors.Is(err, syscall.ECONNREFUSED) {

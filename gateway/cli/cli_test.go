@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/ferry-tunnel/ferry/gateway/admin/admintest"
 	"github.com/ferry-tunnel/ferry/gateway/adminapi"
+	"github.com/ferry-tunnel/ferry/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -261,9 +260,7 @@ func TestAPIAddressAndToken(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(http.NotFoundHandler())
-	url := srv.URL
-	srv.Close()
+	url := "http://" + testutil.ClosedAddr(t)
 	var out bytes.Buffer
 	err := Run(context.Background(), []string{"agents", "list"}, func(k string) string {
 		return map[string]string{"FERRY_API": url, "FERRY_ADMIN_TOKEN": "x"}[k]
