@@ -378,17 +378,35 @@ func (g *Gateway) syncStore(ctx context.Context, every time.Duration) {
 		if !g.draining.Load() {
 			g.syncConnections(ctx, failed)
 		}
-		for _, s := range g.reg.all() {
-			ok, err := g.tokenCurrent(ctx, s.peer)
-			if err != nil {
-				g.log.Warn("cannot recheck agent tokens", "err", err)
-				break
-			}
-			if !ok {
-				g.log.Info("closing agent tunnel: token no longer valid", "agent", s.peer.Agent, "session", s.id)
-				s.sess.Close()
-			}
+		g.recheckTokens(ctx)
+	}
+}
+
+// recheckTokens closes the sessions whose agent was deleted or whose token
+// changed, reading every agent's current token in one query however many
+// tunnels are up (a query per tunnel would load a shared store with every
+// node's tunnels every interval).
+func (g *Gateway) recheckTokens(ctx context.Context) {
+	sessions := g.reg.all()
+	if len(sessions) == 0 {
+		return
+	}
+	agents, err := g.store.ListAgents(ctx)
+	if err != nil {
+		g.log.Warn("cannot recheck agent tokens", "err", err)
+		return
+	}
+	current := make(map[string][]byte, len(agents))
+	for _, a := range agents {
+		current[a.Name] = a.TokenHash
+	}
+	for _, s := range sessions {
+		hash, ok := current[s.peer.Agent]
+		if ok && subtle.ConstantTimeCompare(hash, s.peer.Credential) == 1 {
+			continue
 		}
+		g.log.Info("closing agent tunnel: token no longer valid", "agent", s.peer.Agent, "session", s.id)
+		s.sess.Close()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ferry-tunnel/ferry/internal/testutil"
+	"github.com/ferry-tunnel/ferry/store"
 )
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
@@ -100,6 +102,60 @@ func TestTokenRotation(t *testing.T) {
 	checkEcho(t, s.GW.Conns["echo"])
 	checkNoSecret(t, s.Agent.Proc, "new agent token", newTok)
 	checkNoSecret(t, s.GW.Proc, "new agent token", newTok)
+}
+
+// TestTokenChangedInStore: a token rotated or an agent deleted by another
+// gateway node (here: written straight into the shared store) closes this
+// node's tunnels within its store sync, and the old token stays out.
+func TestTokenChangedInStore(t *testing.T) {
+	t.Parallel()
+	echo := testutil.NewEchoServer(t)
+	s := newStackWith(t, gatewayOpts{Extra: "[limits]\nfailed_auth_per_minute = 10000"},
+		map[string]string{"echo": echo.Addr}, []string{echo.Addr})
+	checkEcho(t, s.GW.Conns["echo"])
+	st, err := store.Open(context.Background(), "sqlite", filepath.Join(s.GW.Opts.DataDir, "ferry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A second agent, online too, whose token does not change: its tunnel
+	// must stay.
+	other, err := s.GW.API.CreateAgent(ctx, "bystander", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := startAgent(t, s.GW, agentOpts{Token: other.Token, Allow: []string{echo.Addr}, HA: 1})
+	by.WaitTunnels(t, 1)
+
+	if err := st.SetAgentToken(ctx, s.Name, []byte("another node's new hash, 32 bytes")); err != nil {
+		t.Fatal(err)
+	}
+	d := testutil.Poll(t, 20*time.Second, "agent tunnels closed after the token changed in the store", func() (bool, string) {
+		up := s.Agent.Metric(t, "ferry_agent_tunnels_connected", nil)
+		return up == 0 && s.Agent.Readyz() == http.StatusServiceUnavailable, "tunnels_connected " + ftoa(up)
+	})
+	t.Logf("tunnels closed %s after the change in the store", d.Round(time.Millisecond))
+	if _, err := s.GW.Proc.Log.WaitFor(regexp.MustCompile(`msg="closing agent tunnel: token no longer valid" agent=`+regexp.QuoteMeta(s.Name)+` `), 5*time.Second); err != nil {
+		t.Errorf("gateway log: %v", err)
+	}
+	testutil.Poll(t, 20*time.Second, "agent refused with the old token", func() (bool, string) {
+		n := s.Agent.Metric(t, "ferry_agent_tunnel_connects_total", map[string]string{"result": "auth_failed"})
+		return n >= 1, "auth_failed " + ftoa(n)
+	})
+	if up := by.Metric(t, "ferry_agent_tunnels_connected", nil); up != 1 {
+		t.Errorf("the other agent's tunnels: %v, want 1 (its token did not change)", up)
+	}
+
+	// Deleted on another node: the bystander's tunnel closes too.
+	if err := st.DeleteAgent(ctx, "bystander"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Poll(t, 20*time.Second, "deleted agent's tunnel closed", func() (bool, string) {
+		up := by.Metric(t, "ferry_agent_tunnels_connected", nil)
+		return up == 0, "tunnels_connected " + ftoa(up)
+	})
 }
 
 // TestTunnelCutMidTransfer: when the tunnel breaks under a long response,
