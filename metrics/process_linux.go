@@ -3,42 +3,23 @@ package metrics
 import (
 	"bytes"
 	"os"
-	"syscall"
+	"strconv"
 )
 
-func addProcessOS(r *Registry) {
-	processGauge(r, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter",
-		func() (float64, bool) {
-			var ru syscall.Rusage
-			if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-				return 0, false
-			}
-			us := ru.Utime.Sec*1e6 + ru.Utime.Usec + ru.Stime.Sec*1e6 + ru.Stime.Usec
-			return float64(us) / 1e6, true
-		})
+// fdDir lists the process's open descriptors.
+const fdDir = "/proc/self/fd"
+
+func addProcessMemory(r *Registry) {
 	processGauge(r, "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge",
 		func() (float64, bool) { return statm(1) })
 	processGauge(r, "process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge",
 		func() (float64, bool) { return statm(0) })
-	processGauge(r, "process_open_fds", "Number of open file descriptors.", "gauge", func() (float64, bool) {
-		f, err := os.Open("/proc/self/fd")
-		if err != nil {
-			return 0, false
-		}
-		defer f.Close()
-		names, err := f.Readdirnames(-1)
-		if err != nil {
-			return 0, false
-		}
-		return float64(len(names) - 1), true // less the descriptor reading the directory
-	})
-	processGauge(r, "process_max_fds", "Maximum number of open file descriptors.", "gauge", func() (float64, bool) {
-		var l syscall.Rlimit
-		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
-			return 0, false
-		}
-		return float64(l.Cur), true
-	})
+	// As client_golang's: the counters of the process's network namespace
+	// (the host's, outside a container), not of this process alone.
+	processGauge(r, "process_network_receive_bytes_total", "Number of bytes received by the process over the network.", "counter",
+		func() (float64, bool) { return ipExt("InOctets") })
+	processGauge(r, "process_network_transmit_bytes_total", "Number of bytes sent by the process over the network.", "counter",
+		func() (float64, bool) { return ipExt("OutOctets") })
 }
 
 // statm reads field i of /proc/self/statm (0: total program size, 1:
@@ -60,4 +41,28 @@ func statm(i int) (float64, bool) {
 		pages = pages*10 + uint64(c-'0')
 	}
 	return float64(pages) * float64(os.Getpagesize()), true
+}
+
+// ipExt reads the field of the IpExt lines of /proc/self/net/netstat: a
+// line of names, then one of values.
+func ipExt(field string) (float64, bool) {
+	b, err := os.ReadFile("/proc/self/net/netstat")
+	if err != nil {
+		return 0, false
+	}
+	lines := bytes.Split(b, []byte{'\n'})
+	for i := 0; i+1 < len(lines); i++ {
+		names, values := bytes.Fields(lines[i]), bytes.Fields(lines[i+1])
+		if len(names) == 0 || string(names[0]) != "IpExt:" || len(values) != len(names) || string(values[0]) != "IpExt:" {
+			continue
+		}
+		for j, n := range names {
+			if string(n) == field {
+				v, err := strconv.ParseUint(string(values[j]), 10, 64)
+				return float64(v), err == nil
+			}
+		}
+		return 0, false
+	}
+	return 0, false
 }

@@ -43,11 +43,15 @@ func addProcessOS(r *Registry) {
 			m, ok := memoryCounters(memoryInfo)
 			return float64(m.privateUsage), ok
 		})
-	processGauge(r, "process_handles", "Number of open handles.", "gauge", func() (float64, bool) {
+	// client_golang's names: dashboards and alerts on descriptor use read
+	// the handles, and the system-wide handle limit, there.
+	processGauge(r, "process_open_fds", "Number of open file descriptors.", "gauge", func() (float64, bool) {
 		var n uint32
 		ret, _, _ := handleCount.Call(uintptr(windows.CurrentProcess()), uintptr(unsafe.Pointer(&n)))
 		return float64(n), ret != 0
 	})
+	processGauge(r, "process_max_fds", "Maximum number of open file descriptors.", "gauge",
+		func() (float64, bool) { return 16 << 20, true }) // a fixed per-process limit on Windows
 }
 
 // memoryCounters calls GetProcessMemoryInfo (proc) for this process.

@@ -199,9 +199,20 @@ func TestRuntimeAndProcessMetrics(t *testing.T) {
 	if v := value("process_start_time_seconds"); math.Abs(v-float64(before.Unix())) > 5 {
 		t.Errorf("process_start_time_seconds %v, want about %d", v, before.Unix())
 	}
+	if runtime.GOOS == "linux" || runtime.GOOS == "darwin" {
+		for _, name := range []string{"process_cpu_seconds_total", "process_open_fds", "process_max_fds", "process_virtual_memory_max_bytes"} {
+			if v := value(name); v <= 0 {
+				t.Errorf("%s %v, want > 0", name, v)
+			}
+		}
+	}
 	if runtime.GOOS == "linux" {
-		for _, name := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes",
-			"process_virtual_memory_bytes", "process_open_fds", "process_max_fds"} {
+		for _, name := range []string{"process_network_receive_bytes_total", "process_network_transmit_bytes_total"} {
+			if v := value(name); v <= 0 { // the request above crossed loopback
+				t.Errorf("%s %v, want > 0", name, v)
+			}
+		}
+		for _, name := range []string{"process_resident_memory_bytes", "process_virtual_memory_bytes"} {
 			if v := value(name); v <= 0 {
 				t.Errorf("%s %v, want > 0", name, v)
 			}
@@ -240,5 +251,15 @@ func BenchmarkCounterVec(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		cv.WithLabelValues("acme", "to_agent").Add(4096)
+	}
+}
+
+func TestHistogramNaNOnlyInInf(t *testing.T) {
+	reg := &Registry{}
+	h := NewHistogram(reg, "t_nan_seconds", "T.", []float64{1})
+	h.Observe(math.NaN())
+	b := parse(t, reg)["t_nan_seconds"].GetMetric()[0].GetHistogram().GetBucket()
+	if b[0].GetCumulativeCount() != 0 {
+		t.Errorf("bucket le=1 holds %d after a NaN, want 0: NaN is not <= 1", b[0].GetCumulativeCount())
 	}
 }

@@ -71,7 +71,7 @@ func newHistogram(upper []float64) *Histogram {
 // Observe records v.
 func (h *Histogram) Observe(v float64) {
 	i := 0
-	for i < len(h.upper) && v > h.upper[i] {
+	for i < len(h.upper) && !(v <= h.upper[i]) { // NaN counts only in +Inf, as client_golang's
 		i++
 	}
 	h.mu.Lock()
