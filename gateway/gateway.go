@@ -67,11 +67,15 @@ type Gateway struct {
 
 	mu        sync.Mutex
 	listeners map[string]*connListener
-	// syncMu makes a store sync (read the store, then open and close
-	// listeners to match) one step for the admin API's starts and stops: a
-	// connection the API deletes while a sync runs is not opened again from
-	// what the sync read before, nor one it creates closed.
+	// syncMu orders a store sync's changes to the listeners with the admin
+	// API's starts and stops. It is never held across a store query (a
+	// query stuck on the store would hold up the API and shutdown): apiGen
+	// counts the API's starts and stops, and a sync round drops what it read
+	// if one happened since, so that a connection the API deletes while a
+	// sync reads is not opened again from that read, nor one it creates
+	// closed. The next round picks up whatever the store says then.
 	syncMu sync.Mutex
+	apiGen uint64 // guarded by syncMu
 
 	ready  chan struct{}
 	tunLn  net.Listener

@@ -19,27 +19,41 @@ import (
 	"github.com/ferry-tunnel/ferry/tunnel"
 )
 
-// startGateway runs a real gateway in-process on loopback ports.
-func startGateway(t *testing.T, mod func(*config.Gateway)) *Gateway {
-	t.Helper()
+// testConfig is a gateway config on loopback ports, with its own data
+// directory and a self-signed certificate.
+func testConfig(t *testing.T) config.Gateway {
 	cfg := config.DefaultGateway()
 	cfg.DataDir = t.TempDir()
 	cfg.NodeID = "test"
 	cfg.Listen.Tunnel = "127.0.0.1:0"
 	cfg.Listen.Admin = "127.0.0.1:0"
 	cfg.TLS.SelfSigned = true
-	cfg.Limits.HandshakeTimeout = time.Second
-	cfg.Limits.FailedAuthPerMinute = 3
-	if mod != nil {
-		mod(&cfg)
-	}
-	g, err := New(context.Background(), &cfg, Options{
+	return cfg
+}
+
+// newTestGateway builds a gateway from cfg that logs nothing.
+func newTestGateway(t *testing.T, cfg *config.Gateway) *Gateway {
+	t.Helper()
+	g, err := New(context.Background(), cfg, Options{
 		Logger: slog.New(slog.DiscardHandler),
 		Getenv: func(string) string { return "" },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return g
+}
+
+// startGateway runs a real gateway in-process on loopback ports.
+func startGateway(t *testing.T, mod func(*config.Gateway)) *Gateway {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.Limits.HandshakeTimeout = time.Second
+	cfg.Limits.FailedAuthPerMinute = 3
+	if mod != nil {
+		mod(&cfg)
+	}
+	g := newTestGateway(t, &cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()

@@ -25,6 +25,7 @@ type connListener struct {
 func (g *Gateway) StartConnection(c store.Connection) error {
 	g.syncMu.Lock()
 	defer g.syncMu.Unlock()
+	g.apiGen++
 	return g.startConnection(c, false)
 }
 
@@ -56,6 +57,7 @@ func (g *Gateway) startConnection(c store.Connection, static bool) error {
 func (g *Gateway) StopConnection(name string) {
 	g.syncMu.Lock()
 	defer g.syncMu.Unlock()
+	g.apiGen++
 	g.stopConnection(name)
 }
 
@@ -164,11 +166,17 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 // error per connection so that a persistent one is logged once.
 func (g *Gateway) syncConnections(ctx context.Context, failed map[string]string) {
 	g.syncMu.Lock()
-	defer g.syncMu.Unlock()
+	gen := g.apiGen
+	g.syncMu.Unlock()
 	stored, err := g.store.ListConnections(ctx)
 	if err != nil {
 		g.log.Warn("cannot list stored connections", "err", err)
 		return
+	}
+	g.syncMu.Lock()
+	defer g.syncMu.Unlock()
+	if g.apiGen != gen {
+		return // the API started or stopped a connection since the read: it may be stale
 	}
 	want := make(map[string]store.Connection, len(stored))
 	for _, c := range stored {
