@@ -104,10 +104,12 @@ func TestTokenRotation(t *testing.T) {
 	checkNoSecret(t, s.GW.Proc, "new agent token", newTok)
 }
 
-// TestTokenChangedInStore: a token rotated or an agent deleted by another
-// gateway node (here: written straight into the shared store) closes this
-// node's tunnels within its store sync, and the old token stays out.
-func TestTokenChangedInStore(t *testing.T) {
+// TestStoreChangedByAnotherNode: what another gateway node writes to the
+// shared store (here: written straight into the gateway's SQLite file)
+// takes effect on this node within its store sync: a connection created
+// there listens here and a deleted one stops; a token rotated or an agent
+// deleted closes this node's tunnels, and the old token stays out.
+func TestStoreChangedByAnotherNode(t *testing.T) {
 	t.Parallel()
 	echo := testutil.NewEchoServer(t)
 	s := newStackWith(t, gatewayOpts{Extra: "[limits]\nfailed_auth_per_minute = 10000"},
@@ -121,6 +123,28 @@ func TestTokenChangedInStore(t *testing.T) {
 	// Spans both syncs below (each up to 5 s away) and the waits between.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// A connection created by another node: this one listens for it and
+	// carries it, then stops when it is deleted there.
+	if err := st.CreateConnection(ctx, store.Connection{Name: "elsewhere", Agent: s.Name, Target: echo.Addr, Listen: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GW.Proc.Log.WaitFor(regexp.MustCompile(`msg="connection listening" connection=elsewhere listen=(\S+)`), 20*time.Second)
+	if err != nil {
+		t.Fatalf("connection created in the store: %v", err)
+	}
+	checkEcho(t, m[1])
+	if err := st.DeleteConnection(ctx, "elsewhere"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Poll(t, 20*time.Second, "the deleted connection's listener closed", func() (bool, string) {
+		c, err := net.DialTimeout("tcp", m[1], time.Second)
+		if err != nil {
+			return true, ""
+		}
+		c.Close()
+		return false, m[1] + " still accepts"
+	})
+
 	// A second agent, online too, whose token does not change: its tunnel
 	// must stay.
 	other, err := s.GW.API.CreateAgent(ctx, "bystander", "")
