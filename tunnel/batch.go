@@ -19,8 +19,9 @@ import (
 // is.
 
 // maxBatch bounds what one batch holds; a larger message is written in
-// pieces of this size.
-const maxBatch = 256 << 10
+// pieces of this size. It holds the largest message package mux sends
+// (256 KiB) with its TLS and WebSocket overhead.
+const maxBatch = 512 << 10
 
 // batchConn is the TCP connection under TLS. Outside a batch, writes go
 // straight through.
