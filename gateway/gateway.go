@@ -353,8 +353,9 @@ func (g *Gateway) authenticate(ctx context.Context, token string) (tunnel.Identi
 }
 
 // tokenCurrent reports whether the token a session authenticated with is
-// still the agent's. A rotation on any node (they share the store) or a
-// rotation racing with the handshake is caught here.
+// still the agent's: the check of a session as it registers, which catches
+// a rotation that raced with its handshake. Later rotations, on any node,
+// are caught by recheckTokens.
 func (g *Gateway) tokenCurrent(ctx context.Context, p tunnel.Peer) (bool, error) {
 	a, err := g.store.GetAgent(ctx, p.Agent)
 	if errors.Is(err, store.ErrNotFound) {

@@ -10,15 +10,15 @@ import (
 const fdDir = "/proc/self/fd"
 
 func addProcessMemory(r *Registry) {
-	processGauge(r, "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge",
+	r.addSingle("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge",
 		func() (float64, bool) { return statm(1) })
-	processGauge(r, "process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge",
+	r.addSingle("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge",
 		func() (float64, bool) { return statm(0) })
 	// As client_golang's: the counters of the process's network namespace
 	// (the host's, outside a container), not of this process alone.
-	processGauge(r, "process_network_receive_bytes_total", "Number of bytes received by the process over the network.", "counter",
+	r.addSingle("process_network_receive_bytes_total", "Number of bytes received by the process over the network.", "counter",
 		func() (float64, bool) { return ipExt("InOctets") })
-	processGauge(r, "process_network_transmit_bytes_total", "Number of bytes sent by the process over the network.", "counter",
+	r.addSingle("process_network_transmit_bytes_total", "Number of bytes sent by the process over the network.", "counter",
 		func() (float64, bool) { return ipExt("OutOctets") })
 }
 

@@ -12,7 +12,7 @@ import (
 // on Linux and macOS: CPU time, descriptors and limits here, memory and
 // network where the system tells them (addProcessMemory).
 func addProcessOS(r *Registry) {
-	processGauge(r, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter",
+	r.addSingle("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter",
 		func() (float64, bool) {
 			var ru syscall.Rusage
 			if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
@@ -22,7 +22,7 @@ func addProcessOS(r *Registry) {
 			// (linux/386, arm, mips) wraps after 2147 s of CPU time.
 			return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds(), true
 		})
-	processGauge(r, "process_open_fds", "Number of open file descriptors.", "gauge", func() (float64, bool) {
+	r.addSingle("process_open_fds", "Number of open file descriptors.", "gauge", func() (float64, bool) {
 		f, err := os.Open(fdDir)
 		if err != nil {
 			return 0, false
@@ -34,9 +34,9 @@ func addProcessOS(r *Registry) {
 		}
 		return float64(len(names) - 1), true // less the descriptor reading the directory
 	})
-	processGauge(r, "process_max_fds", "Maximum number of open file descriptors.", "gauge",
+	r.addSingle("process_max_fds", "Maximum number of open file descriptors.", "gauge",
 		func() (float64, bool) { return softLimit(syscall.RLIMIT_NOFILE) })
-	processGauge(r, "process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes.", "gauge",
+	r.addSingle("process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes.", "gauge",
 		func() (float64, bool) { return softLimit(syscall.RLIMIT_AS) })
 	addProcessMemory(r)
 }

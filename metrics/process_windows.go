@@ -24,7 +24,7 @@ type processMemoryCountersEx struct {
 func addProcessOS(r *Registry) {
 	memoryInfo := windows.NewLazySystemDLL("psapi.dll").NewProc("GetProcessMemoryInfo")
 	handleCount := windows.NewLazySystemDLL("kernel32.dll").NewProc("GetProcessHandleCount")
-	processGauge(r, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter",
+	r.addSingle("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter",
 		func() (float64, bool) {
 			var created, exited, kernel, user windows.Filetime
 			if windows.GetProcessTimes(windows.CurrentProcess(), &created, &exited, &kernel, &user) != nil {
@@ -33,24 +33,24 @@ func addProcessOS(r *Registry) {
 			ticks := func(f windows.Filetime) float64 { return float64(uint64(f.HighDateTime)<<32 | uint64(f.LowDateTime)) }
 			return (ticks(kernel) + ticks(user)) / 1e7, true // 100 ns ticks
 		})
-	processGauge(r, "process_resident_memory_bytes", "Resident memory size (working set) in bytes.", "gauge",
+	r.addSingle("process_resident_memory_bytes", "Resident memory size (working set) in bytes.", "gauge",
 		func() (float64, bool) {
 			m, ok := memoryCounters(memoryInfo)
 			return float64(m.workingSetSize), ok
 		})
-	processGauge(r, "process_virtual_memory_bytes", "Virtual memory size (private bytes) in bytes.", "gauge",
+	r.addSingle("process_virtual_memory_bytes", "Virtual memory size (private bytes) in bytes.", "gauge",
 		func() (float64, bool) {
 			m, ok := memoryCounters(memoryInfo)
 			return float64(m.privateUsage), ok
 		})
 	// client_golang's names: dashboards and alerts on descriptor use read
 	// the handles, and the system-wide handle limit, there.
-	processGauge(r, "process_open_fds", "Number of open file descriptors.", "gauge", func() (float64, bool) {
+	r.addSingle("process_open_fds", "Number of open file descriptors.", "gauge", func() (float64, bool) {
 		var n uint32
 		ret, _, _ := handleCount.Call(uintptr(windows.CurrentProcess()), uintptr(unsafe.Pointer(&n)))
 		return float64(n), ret != 0
 	})
-	processGauge(r, "process_max_fds", "Maximum number of open file descriptors.", "gauge",
+	r.addSingle("process_max_fds", "Maximum number of open file descriptors.", "gauge",
 		func() (float64, bool) { return 16 << 20, true }) // a fixed per-process limit on Windows
 }
 

@@ -206,20 +206,14 @@ func sortedChildren[T any](v *vec[T]) []*child[T] {
 // but is not exported.
 func NewCounter(reg *Registry, name, help string) *Counter {
 	c := new(Counter)
-	reg.addFamily(name, func(s *scrape) {
-		s.header(name, help, "counter")
-		s.sample(name, nil, nil, "", "", c.Value())
-	})
+	reg.addSingle(name, help, "counter", func() (float64, bool) { return c.Value(), true })
 	return c
 }
 
 // NewGauge registers a gauge; reg may be nil as for NewCounter.
 func NewGauge(reg *Registry, name, help string) *Gauge {
 	g := new(Gauge)
-	reg.addFamily(name, func(s *scrape) {
-		s.header(name, help, "gauge")
-		s.sample(name, nil, nil, "", "", g.Value())
-	})
+	reg.addSingle(name, help, "gauge", func() (float64, bool) { return g.Value(), true })
 	return g
 }
 
@@ -270,4 +264,16 @@ func (r *Registry) addFamily(name string, write func(*scrape)) {
 	if r != nil {
 		r.add(name, write)
 	}
+}
+
+// addSingle registers a family of one sample without labels, its value
+// read at each scrape; a value that cannot be read (ok false) leaves the
+// family out of that scrape. r may be nil, as for addFamily.
+func (r *Registry) addSingle(name, help, typ string, value func() (v float64, ok bool)) {
+	r.addFamily(name, func(s *scrape) {
+		if v, ok := value(); ok {
+			s.header(name, help, typ)
+			s.sample(name, nil, nil, "", "", v)
+		}
+	})
 }

@@ -11,10 +11,7 @@ import (
 // Prometheus' Go client uses, so that existing dashboards read them.
 func addRuntime(r *Registry) {
 	gauge := func(name, help string, value func() float64) {
-		r.add(name, func(s *scrape) {
-			s.header(name, help, "gauge")
-			s.sample(name, nil, nil, "", "", value())
-		})
+		r.addSingle(name, help, "gauge", func() (float64, bool) { return value(), true })
 	}
 	gauge("go_goroutines", "Number of goroutines that currently exist.",
 		func() float64 { return float64(runtime.NumGoroutine()) })

@@ -53,8 +53,8 @@ type watchedConn struct {
 // and WebSocket overhead, must fit the tunnel's write batch (512 KiB, in
 // package tunnel): when it did not, that batch was reallocated for every
 // message, and 64 busy connections cost twice the CPU per byte. 256 KiB
-// rather than 128: fewer messages and writes per byte, 4 % less CPU per
-// byte and uploads 0.04x faster against the TLS forwarder (five A/B pairs,
+// rather than 128: fewer messages and writes per byte, about 4 % less CPU
+// per byte and faster uploads against the TLS forwarder (A/B pairs in
 // docs/performance.md); 64 KiB was slower.
 const maxPending = 256 << 10
 
