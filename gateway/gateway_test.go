@@ -119,7 +119,7 @@ func TestNoRetryAfterFirstSent(t *testing.T) {
 	for _, s := range sessions {
 		g.reg.add(s)
 	}
-	_, err := g.dialStream(context.Background(), "acme", "db:5432", "c-1", []byte("POST /pay HTTP/1.1\r\n"))
+	_, _, err := g.dialStream(context.Background(), "acme", "db:5432", "c-1", nil, []byte("POST /pay HTTP/1.1\r\n"))
 	if err == nil || !errors.Is(err, mux.ErrSessionClosed) {
 		t.Fatalf("dial = %v, want the tunnel's end", err)
 	}
@@ -132,24 +132,10 @@ func TestNoRetryAfterFirstSent(t *testing.T) {
 // the agent's next tunnel with the client's first bytes, and they reach
 // the target intact, once.
 func TestRetrySendsFirstAgain(t *testing.T) {
-	var opens atomic.Int32
-	answer := func(st *mux.Stream) {
-		if opens.Add(1) == 1 {
-			st.Reply(mux.Reply{Code: mux.CodeBusy, Message: "tunnel is being replaced"})
-			st.Close()
-			return
-		}
-		st.Reply(mux.Reply{Code: mux.CodeOK})
-		io.Copy(st, st) // the target echoes
-		st.Close()
-	}
-	g := &Gateway{reg: newRegistry()}
-	g.cfg.Limits.MaxStreamsPerAgent = 10
-	g.reg.add(pairWith(t, "acme", answer))
-	g.reg.add(pairWith(t, "acme", answer))
+	g, opens := busyThenEcho(t, nil)
 
 	first := []byte("\x16\x03\x01 a TLS ClientHello")
-	st, err := g.dialStream(context.Background(), "acme", "db:5432", "c-1", first)
+	st, _, err := g.dialStream(context.Background(), "acme", "db:5432", "c-1", nil, first)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,4 +303,67 @@ func TestSelfSignedIsReused(t *testing.T) {
 	if cert.NotAfter.Before(time.Now().AddDate(0, 11, 0)) {
 		t.Fatal("certificate expires too soon")
 	}
+}
+
+// TestRetrySendsLateFirstAgain: client bytes that arrive while an open
+// waits go out at once; when the agent then answers busy they travel with
+// the request on the agent's next tunnel, and reach the target intact,
+// once.
+func TestRetrySendsLateFirstAgain(t *testing.T) {
+	client, accepted := testutil.TCPPair(t)
+	const hello = "GET /orders HTTP/1.1\r\nHost: erp\r\n\r\n"
+	early := make(chan string, 1)
+	g, opens := busyThenEcho(t, func(st *mux.Stream) {
+		client.Write([]byte(hello)) // after the request, before the reply
+		b := make([]byte, len(hello))
+		st.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _ := io.ReadFull(st, b)
+		early <- string(b[:n])
+	})
+
+	st, sent, err := g.dialStream(context.Background(), "acme", "erp:80", "c-1", accepted, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got := <-early; got != hello {
+		t.Fatalf("the first tunnel read %q before its reply, want %q", got, hello)
+	}
+	if string(sent) != hello {
+		t.Fatalf("dialStream reports %q sent, want %q", sent, hello)
+	}
+	st.CloseWrite()
+	st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(st)
+	if err != nil || string(got) != hello {
+		t.Fatalf("echo = %q, %v; want %q once", got, err, hello)
+	}
+	if n := opens.Load(); n != 2 {
+		t.Fatalf("%d opens, want 2 (busy, then ok)", n)
+	}
+}
+
+// busyThenEcho is a gateway with two tunnels of agent acme: the first open
+// is answered busy (after beforeBusy, if set, has run), every later one ok,
+// and its stream echoes. opens counts the opens the agent read.
+func busyThenEcho(t *testing.T, beforeBusy func(st *mux.Stream)) (g *Gateway, opens *atomic.Int32) {
+	opens = new(atomic.Int32)
+	answer := func(st *mux.Stream) {
+		if opens.Add(1) == 1 {
+			if beforeBusy != nil {
+				beforeBusy(st)
+			}
+			st.Reply(mux.Reply{Code: mux.CodeBusy, Message: "tunnel is being replaced"})
+			st.Close()
+			return
+		}
+		st.Reply(mux.Reply{Code: mux.CodeOK})
+		io.Copy(st, st) // the target echoes
+		st.Close()
+	}
+	g = &Gateway{reg: newRegistry()}
+	g.cfg.Limits.MaxStreamsPerAgent = 10
+	g.reg.add(pairWith(t, "acme", answer))
+	g.reg.add(pairWith(t, "acme", answer))
+	return g, opens
 }

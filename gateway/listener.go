@@ -106,12 +106,15 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 	}
 	id := newID("c")
 	start := time.Now()
-	first, err := mux.ReadFirst(conn)
-	if err != nil { // the client is gone: there is nothing to open
+	clientGone := func(err error) {
 		mux.Reset(conn)
 		g.log.Info("connection", "conn", id, "connection", c.Name, "agent", c.Agent, "target", c.Target,
 			"client", conn.RemoteAddr().String(), "result", "client_gone", "err", err)
 		release()
+	}
+	first, err := mux.ReadFirst(conn)
+	if err != nil { // the client is gone: there is nothing to open
+		clientGone(err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(g.life, g.cfg.Limits.OpenTimeout)
@@ -123,7 +126,7 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 		defer close(resetDone)
 		mux.Reset(conn)
 	})
-	st, err := g.dialStream(ctx, c.Agent, c.Target, id, first)
+	st, first, err := g.dialStream(ctx, c.Agent, c.Target, id, conn, first)
 	if !resetAtDeadline() {
 		<-resetDone
 		if err == nil { // the stream opened as the client was reset
@@ -133,6 +136,10 @@ func (g *Gateway) serveClient(c store.Connection, conn *net.TCPConn) {
 	}
 	cancel()
 	g.m.StreamOpenDuration.Observe(time.Since(start).Seconds())
+	if errors.Is(err, mux.ErrClientGone) {
+		clientGone(err)
+		return
+	}
 	if err != nil {
 		mux.Reset(conn)
 		result := openResult(err)

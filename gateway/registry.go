@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -114,7 +115,8 @@ func (r *registry) pick(agent string, skip map[*session]bool) (best *session, to
 // a refusal comes back as an error wrapping *mux.OpenError. The returned
 // connection supports CloseWrite (half-close).
 func (g *Gateway) Dial(ctx context.Context, agent, target string) (*mux.Stream, error) {
-	return g.dialStream(ctx, agent, target, newID("c"), nil)
+	st, _, err := g.dialStream(ctx, agent, target, newID("c"), nil, nil)
+	return st, err
 }
 
 // maxOpenAttempts bounds how many tunnels one connection tries: a tunnel
@@ -122,10 +124,12 @@ func (g *Gateway) Dial(ctx context.Context, agent, target string) (*mux.Stream, 
 // (busy), sends it on to the next.
 const maxOpenAttempts = 4
 
-// dialStream opens a stream to target through one of agent's tunnels;
-// first, the client's first bytes, goes with the open request (again, when
-// an attempt moves on to the next tunnel).
-func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string, first []byte) (*mux.Stream, error) {
+// dialStream opens a stream to target through one of agent's tunnels for
+// client (nil for a Go API caller); first, the client's first bytes, goes
+// with the open request (again, when an attempt moves on to the next
+// tunnel, with what the client sent during the first attempt: see
+// mux.Session.OpenConn). It returns the client bytes the open carried.
+func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string, client net.Conn, first []byte) (*mux.Stream, []byte, error) {
 	tried := map[*session]bool{}
 	var last error = ErrAgentOffline
 	for range maxOpenAttempts {
@@ -134,19 +138,26 @@ func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string, 
 			break
 		}
 		if total >= g.cfg.Limits.MaxStreamsPerAgent {
-			return nil, fmt.Errorf("dial %s through agent %q: %w of %d ([limits] max_streams_per_agent)", target, agent, ErrAgentBusy, g.cfg.Limits.MaxStreamsPerAgent)
+			return nil, first, fmt.Errorf("dial %s through agent %q: %w of %d ([limits] max_streams_per_agent)", target, agent, ErrAgentBusy, g.cfg.Limits.MaxStreamsPerAgent)
 		}
-		st, err := s.sess.Open(ctx, mux.OpenRequest{Target: target, ConnID: connID}, first)
+		var st *mux.Stream
+		var err error
+		req := mux.OpenRequest{Target: target, ConnID: connID}
+		if client != nil {
+			st, first, err = s.sess.OpenConn(ctx, req, client, first)
+		} else {
+			st, err = s.sess.Open(ctx, req, first)
+		}
 		if err == nil {
-			return st, nil
+			return st, first, nil
 		}
 		if retryable(err, len(first) > 0) {
 			tried[s], last = true, err
 			continue
 		}
-		return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, err)
+		return nil, first, fmt.Errorf("dial %s through agent %q: %w", target, agent, err)
 	}
-	return nil, fmt.Errorf("dial %s through agent %q: %w", target, agent, last)
+	return nil, first, fmt.Errorf("dial %s through agent %q: %w", target, agent, last)
 }
 
 // retryable reports whether an open that failed on one tunnel may go to the
@@ -158,6 +169,9 @@ func (g *Gateway) dialStream(ctx context.Context, agent, target, connID string, 
 // already, and a second try could deliver them twice (a request run twice):
 // then only busy, and an open that sent nothing at all, go on.
 func retryable(err error, sentFirst bool) bool {
+	if errors.Is(err, mux.ErrClientGone) {
+		return false
+	}
 	var oe *mux.OpenError
 	if errors.As(err, &oe) {
 		return oe.Reply.Code == mux.CodeBusy

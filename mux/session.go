@@ -1,11 +1,13 @@
 package mux
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +29,9 @@ var (
 	// ErrNotSent marks an Open that failed before it wrote anything to the
 	// tunnel: trying another tunnel cannot deliver a byte twice.
 	ErrNotSent = errors.New("nothing was sent")
+	// ErrClientGone marks an OpenConn whose client connection failed (a
+	// reset) while the open waited for its reply; the stream is aborted.
+	ErrClientGone = errors.New("client connection failed during the open")
 )
 
 // OpenError is returned by Open when the agent answered with anything but ok.
@@ -274,9 +279,31 @@ func (s *Session) shutdown(why error) {
 // may have connected and passed first on, so the stream is then aborted:
 // the target sees a reset, as the client does, not a clean end.
 func (s *Session) Open(ctx context.Context, req OpenRequest, first []byte) (*Stream, error) {
+	st, _, err := s.open(ctx, req, first, nil)
+	return st, err
+}
+
+// OpenConn is Open for client, a connection just accepted, whose first
+// bytes (see ReadFirst) are first. When the client had sent nothing by
+// then, OpenConn reads it once while it waits for the reply and sends what
+// arrives, at most MaxFirst bytes, at once: a client whose first bytes came
+// a moment after the accept, as they often do, loses no tunnel round trip
+// either. Like first, they may reach the target, and an agent that refuses
+// the stream drops them.
+//
+// It returns the client bytes the open carried, first included, also when
+// it fails: a caller that tries another tunnel sends them again, and they
+// count as sent. OpenConn has stopped reading client and cleared its read
+// deadline when it returns. A client that failed meanwhile (a reset) fails
+// the open with ErrClientGone, after aborting the stream.
+func (s *Session) OpenConn(ctx context.Context, req OpenRequest, client net.Conn, first []byte) (*Stream, []byte, error) {
+	return s.open(ctx, req, first, client)
+}
+
+func (s *Session) open(ctx context.Context, req OpenRequest, first []byte, client net.Conn) (*Stream, []byte, error) {
 	buf, err := req.Append(make([]byte, 0, 4+len(req.Target)+len(req.ConnID)+len(first)))
 	if err != nil {
-		return nil, err
+		return nil, first, err
 	}
 	buf = append(buf, first...) // Open's own copy: smux may hold it after a timeout
 	release := s.conn.hold()    // the SYN and the message travel together
@@ -289,12 +316,18 @@ func (s *Session) Open(ctx context.Context, req OpenRequest, first []byte) (*Str
 	s.openMu.Unlock()
 	if err != nil {
 		release()
-		return nil, fmt.Errorf("open stream: %w (%w)", ErrSessionClosed, ErrNotSent)
+		return nil, first, fmt.Errorf("open stream: %w (%w)", ErrSessionClosed, ErrNotSent)
 	}
 	st := s.register(sst)
-	fail := st.Close
-	if len(first) > 0 {
-		fail = func() error { st.Abort(); return nil }
+	// Once client bytes went out, the agent may pass them on before any
+	// reply: a stream that fails then is aborted, so that the target sees a
+	// reset, as the client does, rather than a clean end.
+	fail := func() {
+		if len(first) > 0 {
+			st.Abort()
+		} else {
+			st.Close()
+		}
 	}
 	stop := handshakeDeadline(ctx, sst, s.set.HandshakeTimeout)
 	defer stop()
@@ -302,26 +335,77 @@ func (s *Session) Open(ctx context.Context, req OpenRequest, first []byte) (*Str
 	release()
 	if err != nil {
 		fail()
-		return nil, fmt.Errorf("send open request: %w", s.streamErr(err))
+		return nil, first, fmt.Errorf("send open request: %w", s.streamErr(err))
+	}
+	var early earlyRead
+	if client != nil && len(first) == 0 {
+		early.start(client, sst)
 	}
 	reply, err := ReadReply(sst)
+	more, cerr := early.stop()
+	if len(more) > 0 {
+		first = more
+	}
 	if err != nil {
 		fail()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("wait for open reply: %w", ctx.Err())
+			return nil, first, fmt.Errorf("wait for open reply: %w", ctx.Err())
 		}
-		return nil, fmt.Errorf("read open reply: %w", s.streamErr(err))
+		return nil, first, fmt.Errorf("read open reply: %w", s.streamErr(err))
 	}
 	if !stop() {
 		fail()
-		return nil, fmt.Errorf("wait for open reply: %w", ctx.Err())
+		return nil, first, fmt.Errorf("wait for open reply: %w", ctx.Err())
 	}
 	sst.SetDeadline(time.Time{})
 	if reply.Code != CodeOK {
 		st.Close()
-		return nil, &OpenError{Reply: reply}
+		return nil, first, &OpenError{Reply: reply}
 	}
-	return st, nil
+	if cerr != nil {
+		st.Abort()
+		return nil, first, fmt.Errorf("%w: %w", ErrClientGone, cerr)
+	}
+	return st, first, nil
+}
+
+// earlyRead reads a client once while its open waits for the reply, and
+// sends what arrives on the stream. It is owned by the open, which stops it
+// and waits for it before it returns. The zero value is stopped.
+type earlyRead struct {
+	client net.Conn
+	done   chan struct{}
+	data   []byte // what was read (and sent)
+	err    error  // a read error other than the end of data or the stop
+}
+
+func (e *earlyRead) start(client net.Conn, w io.Writer) {
+	e.client, e.done = client, make(chan struct{})
+	go func() {
+		defer close(e.done)
+		buf := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(buf)
+		n, err := client.Read((*buf)[:MaxFirst])
+		if n > 0 {
+			e.data = bytes.Clone((*buf)[:n])
+			w.Write(e.data) // a failed stream fails the reply's read too
+		}
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
+			e.err = err
+		}
+	}()
+}
+
+// stop ends the read, waits for it and clears the client's read deadline;
+// it returns what was read and sent, and the client's failure if any.
+func (e *earlyRead) stop() ([]byte, error) {
+	if e.done == nil {
+		return nil, nil
+	}
+	e.client.SetReadDeadline(time.Unix(1, 0))
+	<-e.done
+	e.client.SetReadDeadline(time.Time{})
+	return e.data, e.err
 }
 
 // Accept waits for the next data stream (agent side). The caller reads the

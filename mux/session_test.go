@@ -726,3 +726,147 @@ func TestResetBeforeAcceptConcurrent(t *testing.T) {
 		t.Fatalf("%d of %d streams taken after their open gave up read no reset: their first bytes would reach the target", dialled, n/2)
 	}
 }
+
+// acceptOne accepts the next stream on ag and reads its open request.
+func acceptOne(t *testing.T, ag *Session) *Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := ag.Accept(ctx)
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	if _, err := st.ReadRequest(); err != nil {
+		t.Error(err)
+		st.Close()
+		return nil
+	}
+	return st
+}
+
+// readWithin reads n bytes from st, giving up after a while.
+func readWithin(st *Stream, n int) (string, error) {
+	b := make([]byte, n)
+	st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer st.SetReadDeadline(time.Time{})
+	k, err := io.ReadFull(st, b)
+	return string(b[:k]), err
+}
+
+// TestOpenConnSendsLateFirstBytes: a client that sends its first bytes
+// only after the open request went out has them on the stream before the
+// agent replies (the agent here replies only once it has read them), and
+// OpenConn reports them as sent; afterwards the client's connection reads
+// as before, its read deadline cleared.
+func TestOpenConnSendsLateFirstBytes(t *testing.T) {
+	gw, ag := sessionPair(t, "tcp")
+	client, accepted := tcpPair(t)
+	const hello = "\x00\x00\x00\x08\x04\xd2\x16\x2f" // a PostgreSQL SSLRequest
+	done := make(chan string, 1)
+	go func() {
+		st := acceptOne(t, ag)
+		if st == nil {
+			done <- ""
+			return
+		}
+		defer st.Close()
+		client.Write([]byte(hello)) // after the request, before the reply
+		got, err := readWithin(st, len(hello))
+		if err != nil {
+			st.Reply(Reply{Code: CodeDialFailed, Message: "first bytes did not come before the reply"})
+			done <- got
+			return
+		}
+		st.Reply(Reply{Code: CodeOK})
+		done <- got
+		io.Copy(st, st)
+	}()
+	st, sent, err := gw.OpenConn(context.Background(), OpenRequest{Target: "db:5432"}, accepted, nil)
+	if got := <-done; got != hello {
+		t.Fatalf("the agent read %q before its reply, want %q", got, hello)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if string(sent) != hello {
+		t.Fatalf("OpenConn sent %q, want %q", sent, hello)
+	}
+	client.Write([]byte("later"))
+	got := make(chan string, 1)
+	go func() {
+		b := make([]byte, 5)
+		n, _ := io.ReadFull(accepted, b) // no deadline: one left behind would fail this read
+		got <- string(b[:n])
+	}()
+	select {
+	case g := <-got:
+		if g != "later" {
+			t.Fatalf("client read after the open = %q, want %q", g, "later")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client's connection does not read after the open")
+	}
+}
+
+// TestOpenConnServerSpeaksFirst: a client that sends nothing (the server
+// speaks first) does not hold up the open, and OpenConn reports nothing
+// sent.
+func TestOpenConnServerSpeaksFirst(t *testing.T) {
+	gw, ag := sessionPair(t, "tcp")
+	_, accepted := tcpPair(t)
+	go func() {
+		if st := acceptOne(t, ag); st != nil {
+			st.Reply(Reply{Code: CodeOK})
+			st.Write([]byte("220 smtp ready\r\n"))
+			st.Close()
+		}
+	}()
+	st, sent, err := gw.OpenConn(context.Background(), OpenRequest{Target: "mail:25"}, accepted, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if len(sent) != 0 {
+		t.Fatalf("OpenConn sent %q for a silent client", sent)
+	}
+	if got, err := readWithin(st, 16); got != "220 smtp ready\r\n" {
+		t.Fatalf("greeting = %q, %v", got, err)
+	}
+}
+
+// TestOpenConnClientReset: a client that resets its connection while the
+// open waits fails the open with ErrClientGone, and the agent's stream is
+// aborted (the target it dialled is reset), not ended cleanly.
+func TestOpenConnClientReset(t *testing.T) {
+	gw, ag := sessionPair(t, "tcp")
+	client, accepted := tcpPair(t)
+	reset := make(chan bool, 1)
+	go func() {
+		st := acceptOne(t, ag)
+		if st == nil {
+			reset <- false
+			return
+		}
+		defer st.Close()
+		Reset(client.(*net.TCPConn))
+		time.Sleep(100 * time.Millisecond) // the dial: the reset reaches the gateway meanwhile
+		st.Reply(Reply{Code: CodeOK})
+		st.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.Copy(io.Discard, st)
+		select {
+		case <-st.peerReset:
+			reset <- true
+		default:
+			reset <- false
+		}
+	}()
+	_, _, err := gw.OpenConn(context.Background(), OpenRequest{Target: "db:5432"}, accepted, nil)
+	if !errors.Is(err, ErrClientGone) {
+		t.Fatalf("open = %v, want ErrClientGone", err)
+	}
+	if !<-reset {
+		t.Fatal("the agent's stream ended cleanly; want a reset")
+	}
+}
