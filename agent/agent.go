@@ -269,6 +269,10 @@ func (a *Agent) tick(ctx context.Context) {
 	}
 }
 
+// Idle reports whether the agent serves no stream: no proxied connection,
+// none being opened.
+func (a *Agent) Idle() bool { return a.active.Load() == 0 }
+
 // Ready reports whether at least one tunnel is connected.
 func (a *Agent) Ready() bool {
 	for _, s := range a.slots {

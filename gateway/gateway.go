@@ -459,6 +459,21 @@ func (g *Gateway) serveTunnel(conn net.Conn, peer tunnel.Peer) {
 	g.log.Info("agent tunnel closed", "agent", peer.Agent, "session", id, "up", time.Since(s.connectedAt).Round(time.Millisecond), "reason", sess.Err())
 }
 
+// Idle reports whether this node proxies nothing: no client of a
+// connection listener, and no stream on any of its tunnels (those opened
+// through Dial included).
+func (g *Gateway) Idle() bool {
+	if g.active.Load() > 0 {
+		return false
+	}
+	for _, s := range g.reg.all() {
+		if s.sess.NumStreams() > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Tunnels lists the agent's live tunnels on this node (admin.Backend).
 func (g *Gateway) Tunnels(agent string) []admin.TunnelInfo {
 	var out []admin.TunnelInfo

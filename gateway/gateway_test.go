@@ -367,3 +367,38 @@ func busyThenEcho(t *testing.T, beforeBusy func(st *mux.Stream)) (g *Gateway, op
 	g.reg.add(pairWith(t, "acme", answer))
 	return g, opens
 }
+
+// TestIdle: a node with a stream open on one of its tunnels (one opened
+// through Dial here), or a listener client being served, is not idle; once
+// the stream has ended it is again.
+func TestIdle(t *testing.T) {
+	g := &Gateway{reg: newRegistry()}
+	g.cfg.Limits.MaxStreamsPerAgent = 10
+	g.reg.add(pairWith(t, "acme", func(st *mux.Stream) {
+		st.Reply(mux.Reply{Code: mux.CodeOK})
+		io.Copy(io.Discard, st)
+		st.Close()
+	}))
+	if !g.Idle() {
+		t.Fatal("a node with no stream reports itself busy")
+	}
+	st, _, err := g.dialStream(context.Background(), "acme", "db:5432", "c-1", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Idle() {
+		t.Fatal("a node with an open stream reports itself idle")
+	}
+	st.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !g.Idle() {
+		if time.Now().After(deadline) {
+			t.Fatal("the node is still busy 5 s after its only stream ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	g.active.Add(1) // a listener client between accept and open
+	if g.Idle() {
+		t.Fatal("a node serving a client reports itself idle")
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/ferry-tunnel/ferry/access"
 	"github.com/ferry-tunnel/ferry/agent"
 	"github.com/ferry-tunnel/ferry/config"
+	"github.com/ferry-tunnel/ferry/internal/idlemem"
 	"github.com/ferry-tunnel/ferry/internal/logfile"
 	"github.com/ferry-tunnel/ferry/internal/procs"
 )
@@ -121,6 +122,7 @@ func runAgent(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer idlemem.Start(ctx, idlemem.Interval, a.Idle)()
 	context.AfterFunc(ctx, sd.Stopping)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

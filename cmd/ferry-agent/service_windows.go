@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferry-tunnel/ferry/agent"
 	"github.com/ferry-tunnel/ferry/config"
+	"github.com/ferry-tunnel/ferry/internal/idlemem"
 	"github.com/ferry-tunnel/ferry/internal/logfile"
 	"github.com/ferry-tunnel/ferry/internal/winsvc"
 )
@@ -229,6 +230,7 @@ func serveService(ctx context.Context, path string, ev winsvc.EventLog, ready fu
 	if err != nil {
 		return fail(err)
 	}
+	defer idlemem.Start(ctx, idlemem.Interval, a.Idle)()
 	cur.Store(&running{a: a, log: log, path: path})
 	ev.Info(winsvc.EventStarted, fmt.Sprintf("Ferry agent %s started with %s; log: %s", version, path, cfg.Log.File))
 	if err := a.Run(ctx); err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/ferry-tunnel/ferry/config"
 	"github.com/ferry-tunnel/ferry/gateway"
 	"github.com/ferry-tunnel/ferry/gateway/cli"
+	"github.com/ferry-tunnel/ferry/internal/idlemem"
 	"github.com/ferry-tunnel/ferry/internal/logfile"
 	"github.com/ferry-tunnel/ferry/internal/procs"
 	"github.com/ferry-tunnel/ferry/internal/sdnotify"
@@ -109,6 +110,7 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ferry-gateway: %v\n", err)
 		return 1
 	}
+	defer idlemem.Start(ctx, idlemem.Interval, g.Idle)()
 	// systemd Type=notify: READY=1 once listening, STOPPING=1 as the drain
 	// begins; nothing outside systemd.
 	sd, err := sdnotify.FromEnv(os.Getenv)
