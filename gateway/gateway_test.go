@@ -402,3 +402,49 @@ func TestIdle(t *testing.T) {
 		t.Fatal("a node serving a client reports itself idle")
 	}
 }
+
+// TestClientResetDuringBusyOpenNotRetried: a client that sent nothing and
+// reset its connection while the first tunnel's open waited fails the
+// open, though that tunnel answered busy: the early read took the reset,
+// and the next tunnel's reads would see a clean end where the client was
+// cut, and dial a target for nobody.
+func TestClientResetDuringBusyOpenNotRetried(t *testing.T) {
+	client, accepted := testutil.TCPPair(t)
+	g, opens := busyThenEcho(t, func(st *mux.Stream) {
+		mux.Reset(client)
+		time.Sleep(100 * time.Millisecond) // the agent's work: the reset reaches the gateway meanwhile
+	})
+	st, _, err := g.dialStream(context.Background(), "acme", "erp:80", "c-1", accepted, nil)
+	if st != nil {
+		st.Close()
+	}
+	if !errors.Is(err, mux.ErrClientGone) || opens.Load() != 1 {
+		t.Fatalf("dialStream = %v after %d opens; want ErrClientGone after 1", err, opens.Load())
+	}
+}
+
+// TestNoRetryAfterLateFirstSent: client bytes that went out while the open
+// waited are not sent again on another tunnel when the first one fails
+// without a reply (as when a tunnel dies): the agent may have passed them
+// on already.
+func TestNoRetryAfterLateFirstSent(t *testing.T) {
+	client, accepted := testutil.TCPPair(t)
+	const hello = "POST /pay HTTP/1.1\r\n\r\n"
+	var opens atomic.Int32
+	answer := func(st *mux.Stream) {
+		opens.Add(1)
+		client.Write([]byte(hello))
+		b := make([]byte, len(hello))
+		st.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.ReadFull(st, b)
+		st.Close() // no reply
+	}
+	g := &Gateway{reg: newRegistry()}
+	g.cfg.Limits.MaxStreamsPerAgent = 10
+	g.reg.add(pairWith(t, "acme", answer))
+	g.reg.add(pairWith(t, "acme", answer))
+	_, sent, err := g.dialStream(context.Background(), "acme", "erp:80", "c-1", accepted, nil)
+	if err == nil || opens.Load() != 1 || string(sent) != hello {
+		t.Fatalf("dialStream = %v after %d opens, %q sent; want a failure after 1 open that sent %q", err, opens.Load(), sent, hello)
+	}
+}

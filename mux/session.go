@@ -342,32 +342,59 @@ func (s *Session) open(ctx context.Context, req OpenRequest, first []byte, clien
 		early.start(client, sst)
 	}
 	reply, err := ReadReply(sst)
-	more, cerr := early.stop()
+	more, werr, cerr := early.stop()
 	if len(more) > 0 {
 		first = more
 	}
+	// A client that failed while we waited is gone whatever the reply:
+	// its reset was read here and will not be read again (a second read
+	// of a reset socket gives a clean EOF), so no other tunnel may be
+	// tried for it, and the stream is aborted, not closed.
+	clientGone := func(why error) error {
+		return fmt.Errorf("%w: %w (%w)", ErrClientGone, cerr, why)
+	}
 	if err != nil {
-		fail()
-		if ctx.Err() != nil {
-			return nil, first, fmt.Errorf("wait for open reply: %w", ctx.Err())
+		if cerr != nil {
+			st.Abort()
+		} else {
+			fail()
 		}
-		return nil, first, fmt.Errorf("read open reply: %w", s.streamErr(err))
+		if ctx.Err() != nil {
+			err = fmt.Errorf("wait for open reply: %w", ctx.Err())
+		} else {
+			err = fmt.Errorf("read open reply: %w", s.streamErr(err))
+		}
+		if cerr != nil {
+			return nil, first, clientGone(err)
+		}
+		return nil, first, err
 	}
 	if !stop() {
 		fail()
 		return nil, first, fmt.Errorf("wait for open reply: %w", ctx.Err())
 	}
 	sst.SetDeadline(time.Time{})
+	if cerr != nil {
+		if reply.Code == CodeOK {
+			st.Abort()
+		} else {
+			st.Close()
+		}
+		return nil, first, clientGone(errors.New("open reply " + reply.Code.String()))
+	}
 	if reply.Code != CodeOK {
 		st.Close()
 		return nil, first, &OpenError{Reply: reply}
 	}
-	if cerr != nil {
+	if werr != nil { // the client's bytes are gone: the connection must be cut
 		st.Abort()
-		return nil, first, fmt.Errorf("%w: %w", ErrClientGone, cerr)
+		return nil, first, fmt.Errorf("send client bytes: %w", s.streamErr(werr))
 	}
 	return st, first, nil
 }
+
+// firstBufs holds the buffers of early reads.
+var firstBufs = sync.Pool{New: func() any { b := make([]byte, MaxFirst); return &b }}
 
 // earlyRead reads a client once while its open waits for the reply, and
 // sends what arrives on the stream. It is owned by the open, which stops it
@@ -376,6 +403,7 @@ type earlyRead struct {
 	client net.Conn
 	done   chan struct{}
 	data   []byte // what was read (and sent)
+	werr   error  // the write of data failed: it may not have reached the stream
 	err    error  // a read error other than the end of data or the stop
 }
 
@@ -383,12 +411,12 @@ func (e *earlyRead) start(client net.Conn, w io.Writer) {
 	e.client, e.done = client, make(chan struct{})
 	go func() {
 		defer close(e.done)
-		buf := copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(buf)
-		n, err := client.Read((*buf)[:MaxFirst])
+		buf := firstBufs.Get().(*[]byte) // held for the whole wait: MaxFirst, not a copy buffer
+		defer firstBufs.Put(buf)
+		n, err := client.Read(*buf)
 		if n > 0 {
 			e.data = bytes.Clone((*buf)[:n])
-			w.Write(e.data) // a failed stream fails the reply's read too
+			_, e.werr = w.Write(e.data)
 		}
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
 			e.err = err
@@ -397,15 +425,16 @@ func (e *earlyRead) start(client net.Conn, w io.Writer) {
 }
 
 // stop ends the read, waits for it and clears the client's read deadline;
-// it returns what was read and sent, and the client's failure if any.
-func (e *earlyRead) stop() ([]byte, error) {
+// it returns what was read, the error of sending it on the stream, and the
+// client's failure, if any.
+func (e *earlyRead) stop() (data []byte, werr, cerr error) {
 	if e.done == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	e.client.SetReadDeadline(time.Unix(1, 0))
 	<-e.done
 	e.client.SetReadDeadline(time.Time{})
-	return e.data, e.err
+	return e.data, e.werr, e.err
 }
 
 // Accept waits for the next data stream (agent side). The caller reads the

@@ -870,3 +870,54 @@ func TestOpenConnClientReset(t *testing.T) {
 		t.Fatal("the agent's stream ended cleanly; want a reset")
 	}
 }
+
+// slowFirstConn is a client whose first bytes arrive only well after the
+// open has begun to stop reading it.
+type slowFirstConn struct {
+	net.Conn
+	once sync.Once
+	wake chan struct{}
+}
+
+func (c *slowFirstConn) Read(b []byte) (int, error) {
+	<-c.wake
+	time.Sleep(300 * time.Millisecond)
+	return copy(b, "hello"), nil
+}
+
+func (c *slowFirstConn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() {
+		c.once.Do(func() { close(c.wake) })
+	}
+	return nil
+}
+
+// TestOpenConnLateWriteFailureFailsOpen: client bytes read while an open
+// waits whose write to the stream fails (here it comes after the
+// handshake deadline, the reply just before it) fail the open: an open
+// that succeeded would have silently dropped the start of the connection.
+func TestOpenConnLateWriteFailureFailsOpen(t *testing.T) {
+	gw, ag := sessionPair(t, "tcp")
+	_, accepted := tcpPair(t)
+	client := &slowFirstConn{Conn: accepted, wake: make(chan struct{})}
+	got := make(chan string, 1)
+	go func() {
+		st := acceptOne(t, ag)
+		if st == nil {
+			got <- ""
+			return
+		}
+		defer st.Close()
+		time.Sleep(gw.set.HandshakeTimeout - 100*time.Millisecond)
+		st.Reply(Reply{Code: CodeOK})
+		s, _ := readWithin(st, 5)
+		got <- s
+	}()
+	st, sent, err := gw.OpenConn(context.Background(), OpenRequest{Target: "db:5432"}, client, nil)
+	if st != nil {
+		st.Close()
+	}
+	if g := <-got; err == nil && string(sent) != g {
+		t.Fatalf("the open succeeded with %q sent, but the agent read %q", sent, g)
+	}
+}

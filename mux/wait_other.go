@@ -18,5 +18,6 @@ func readReady(syscall.RawConn, **[]byte) ([]byte, error) {
 }
 
 // readNow reads nothing where a socket cannot be read without waiting: a
-// client's first bytes then follow the open reply.
+// client's first bytes are then read while the open waits for its reply
+// (Session.OpenConn).
 func readNow(syscall.RawConn, []byte) (int, error) { return 0, nil }
