@@ -295,7 +295,9 @@ func (s *Session) Open(ctx context.Context, req OpenRequest, first []byte) (*Str
 // it fails: a caller that tries another tunnel sends them again, and they
 // count as sent. OpenConn has stopped reading client and cleared its read
 // deadline when it returns. A client that failed meanwhile (a reset) fails
-// the open with ErrClientGone, after aborting the stream.
+// the open with ErrClientGone whatever the agent answered, and the stream
+// is aborted (closed, if the agent refused it); so do client bytes that
+// could not be written on the stream.
 func (s *Session) OpenConn(ctx context.Context, req OpenRequest, client net.Conn, first []byte) (*Stream, []byte, error) {
 	return s.open(ctx, req, first, client)
 }
