@@ -823,7 +823,9 @@ func TestOpenConnServerSpeaksFirst(t *testing.T) {
 			st.Close()
 		}
 	}()
-	st, sent, err := gw.OpenConn(context.Background(), OpenRequest{Target: "mail:25"}, accepted, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a read left waiting fails the open, not the run
+	defer cancel()
+	st, sent, err := gw.OpenConn(ctx, OpenRequest{Target: "mail:25"}, accepted, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
