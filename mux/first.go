@@ -3,6 +3,7 @@ package mux
 import (
 	"bytes"
 	"net"
+	"sync"
 	"syscall"
 )
 
@@ -13,6 +14,10 @@ import (
 // session buffer while the agent dials: a slow target cannot fill the
 // buffer that every stream of the tunnel shares.
 const MaxFirst = 4 << 10
+
+// firstBufs holds MaxFirst-byte buffers for reading a client's first bytes
+// (ReadFirst, and Session.OpenConn while an open waits).
+var firstBufs = sync.Pool{New: func() any { b := make([]byte, MaxFirst); return &b }}
 
 // ReadFirst reads what conn's peer has sent so far, at most MaxFirst
 // bytes, without waiting for more. Clients of most database and web
@@ -31,9 +36,9 @@ func ReadFirst(conn net.Conn) ([]byte, error) {
 	if err != nil {
 		return nil, nil
 	}
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	n, err := readNow(rc, (*buf)[:MaxFirst])
+	buf := firstBufs.Get().(*[]byte)
+	defer firstBufs.Put(buf)
+	n, err := readNow(rc, *buf)
 	if n <= 0 || err != nil {
 		return nil, err
 	}

@@ -356,19 +356,16 @@ func (s *Session) open(ctx context.Context, req OpenRequest, first []byte, clien
 		return fmt.Errorf("%w: %w (%w)", ErrClientGone, cerr, why)
 	}
 	if err != nil {
-		if cerr != nil {
-			st.Abort()
-		} else {
-			fail()
-		}
 		if ctx.Err() != nil {
 			err = fmt.Errorf("wait for open reply: %w", ctx.Err())
 		} else {
 			err = fmt.Errorf("read open reply: %w", s.streamErr(err))
 		}
 		if cerr != nil {
+			st.Abort()
 			return nil, first, clientGone(err)
 		}
+		fail()
 		return nil, first, err
 	}
 	if !stop() {
@@ -395,9 +392,6 @@ func (s *Session) open(ctx context.Context, req OpenRequest, first []byte, clien
 	return st, first, nil
 }
 
-// firstBufs holds the buffers of early reads.
-var firstBufs = sync.Pool{New: func() any { b := make([]byte, MaxFirst); return &b }}
-
 // earlyRead reads a client once while its open waits for the reply, and
 // sends what arrives on the stream. It is owned by the open, which stops it
 // and waits for it before it returns. The zero value is stopped.
@@ -413,7 +407,7 @@ func (e *earlyRead) start(client net.Conn, w io.Writer) {
 	e.client, e.done = client, make(chan struct{})
 	go func() {
 		defer close(e.done)
-		buf := firstBufs.Get().(*[]byte) // held for the whole wait: MaxFirst, not a copy buffer
+		buf := firstBufs.Get().(*[]byte) // held for the whole wait: MaxFirst bytes, not a copy buffer
 		defer firstBufs.Put(buf)
 		n, err := client.Read(*buf)
 		if n > 0 {
