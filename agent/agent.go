@@ -117,8 +117,10 @@ func New(cfg *config.Agent, o Options) (*Agent, error) {
 	a.settings.KeepaliveInterval = cfg.Gateway.KeepaliveInterval
 	a.settings.KeepaliveTimeout = cfg.Gateway.KeepaliveTimeout
 	a.settings.HandshakeTimeout = cfg.Gateway.HandshakeTimeout
+	a.settings.MaxStreamWindow = cfg.Gateway.MaxStreamWindowMB << 20
+	a.settings.WindowBudget = cfg.Gateway.WindowBudgetMB << 20
 	if err := a.settings.Validate(); err != nil {
-		return nil, fmt.Errorf("[gateway] keepalive: %w", err)
+		return nil, fmt.Errorf("[gateway]: %w", err)
 	}
 	a.m = metrics.NewAgent(a.reg, o.Version, a.started)
 	for i := range cfg.Gateway.HAConnections {

@@ -68,6 +68,13 @@ type AgentGateway struct {
 	// HandshakeTimeout bounds TCP connect, proxy CONNECT, TLS and the
 	// WebSocket upgrade of one tunnel attempt; default 15s.
 	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
+	// MaxStreamWindowMB is how far, in MiB, the receive window of one
+	// connection's uploads (gateway to target) may grow on a long link;
+	// 1-1024, default 32. See [validWindows].
+	MaxStreamWindowMB int `toml:"max_stream_window_mb"`
+	// WindowBudgetMB bounds, in MiB, the growth of all of one tunnel's
+	// receive windows together; 0-1024, default 64.
+	WindowBudgetMB int `toml:"window_budget_mb"`
 }
 
 // Reconnect is the exponential backoff (with jitter) between tunnel attempts.
@@ -141,6 +148,8 @@ func DefaultAgent() Agent {
 			KeepaliveInterval: 10 * time.Second,
 			KeepaliveTimeout:  30 * time.Second,
 			HandshakeTimeout:  15 * time.Second,
+			MaxStreamWindowMB: DefaultMaxStreamWindowMB,
+			WindowBudgetMB:    DefaultWindowBudgetMB,
 		},
 		Reconnect: Reconnect{InitialInterval: time.Second, MaxInterval: 60 * time.Second, RebalanceInterval: 15 * time.Second},
 		Access:    Access{DialTimeout: 10 * time.Second, MaxStreams: 1024},
@@ -250,6 +259,7 @@ func (a *Agent) Validate() error {
 		add(fmt.Errorf("gateway.keepalive_timeout = %s must be longer than gateway.keepalive_interval = %s", g.KeepaliveTimeout, g.KeepaliveInterval))
 	}
 	positive(&errs, "gateway.handshake_timeout", g.HandshakeTimeout)
+	validWindows(&errs, "gateway", g.MaxStreamWindowMB, g.WindowBudgetMB)
 
 	r := a.Reconnect
 	positive(&errs, "reconnect.initial_interval", r.InitialInterval)

@@ -97,6 +97,13 @@ type Limits struct {
 	// KeepaliveTimeout is how long a tunnel may stay silent before the
 	// gateway closes it; default 30s, longer than KeepaliveInterval.
 	KeepaliveTimeout time.Duration `toml:"keepalive_timeout"`
+	// MaxStreamWindowMB is how far, in MiB, the receive window of one
+	// connection's downloads (target to client) may grow on a long link;
+	// 1-1024, default 32.
+	MaxStreamWindowMB int `toml:"max_stream_window_mb"`
+	// WindowBudgetMB bounds, in MiB, the growth of all of one tunnel's
+	// receive windows together; 0-1024, default 64.
+	WindowBudgetMB int `toml:"window_budget_mb"`
 	// ShutdownGrace is how long SIGTERM lets proxied connections finish
 	// before the gateway resets them; default 30s.
 	ShutdownGrace time.Duration `toml:"shutdown_grace"`
@@ -142,6 +149,8 @@ func DefaultGateway() Gateway {
 			FailedAuthPerMinute: 10,
 			KeepaliveInterval:   10 * time.Second,
 			KeepaliveTimeout:    30 * time.Second,
+			MaxStreamWindowMB:   DefaultMaxStreamWindowMB,
+			WindowBudgetMB:      DefaultWindowBudgetMB,
 			ShutdownGrace:       30 * time.Second,
 		},
 		Log: DefaultLog(),
@@ -257,6 +266,7 @@ func (g *Gateway) Validate() error {
 		add(fmt.Errorf("limits.max_procs = %d: must be 0 (automatic) or a number of CPUs", l.MaxProcs))
 	}
 	positive(&errs, "limits.keepalive_interval", l.KeepaliveInterval)
+	validWindows(&errs, "limits", l.MaxStreamWindowMB, l.WindowBudgetMB)
 	positive(&errs, "limits.keepalive_timeout", l.KeepaliveTimeout)
 	if l.KeepaliveInterval > 0 && l.KeepaliveTimeout <= l.KeepaliveInterval {
 		add(fmt.Errorf("limits.keepalive_timeout = %s must be longer than limits.keepalive_interval = %s", l.KeepaliveTimeout, l.KeepaliveInterval))

@@ -110,6 +110,8 @@ func New(ctx context.Context, cfg *config.Gateway, o Options) (*Gateway, error) 
 	g.settings.KeepaliveInterval = cfg.Limits.KeepaliveInterval
 	g.settings.KeepaliveTimeout = cfg.Limits.KeepaliveTimeout
 	g.settings.HandshakeTimeout = cfg.Limits.OpenTimeout
+	g.settings.MaxStreamWindow = cfg.Limits.MaxStreamWindowMB << 20
+	g.settings.WindowBudget = cfg.Limits.WindowBudgetMB << 20
 	if err := g.settings.Validate(); err != nil {
 		return nil, fmt.Errorf("[limits]: %w", err)
 	}

@@ -90,8 +90,7 @@ func (c *watchedConn) Read(p []byte) (int, error) {
 }
 
 // silentFor is how long a pending read has been waiting for the peer; 0
-// when no read is pending (smux pauses reading while its buffer is full,
-// which says nothing about the link).
+// when no read is pending (between frames).
 func (c *watchedConn) silentFor(now time.Time) time.Duration {
 	since := c.readSince.Load()
 	if since == 0 {

@@ -80,7 +80,7 @@ func (p *pipe) abort(err error) {
 
 // up copies conn → stream.
 func (p *pipe) up() {
-	n, err := copyToStream(p.st, p.conn)
+	n, err := copyToStream(p.st, p.conn, p.abort)
 	p.toStream = n
 	if err == nil {
 		err = p.st.CloseWrite()
@@ -139,10 +139,12 @@ func (p *pipe) finish() {
 // copyToStream copies conn to st until EOF (returned as nil). Where the
 // system allows, it takes a buffer only once conn has data and gives it
 // back when conn is drained, so an idle connection holds none; each wait
-// for data then costs one read that finds nothing.
-func copyToStream(st *Stream, conn net.Conn) (int64, error) {
+// for data then costs one read that finds nothing. A write that must wait
+// for the stream's window watches conn meanwhile, and calls reset when
+// conn's peer resets it (see writeWatched).
+func copyToStream(st *Stream, conn net.Conn, reset func(error)) (int64, error) {
 	var rc syscall.RawConn
-	if sc, ok := conn.(syscall.Conn); ok && readsReady {
+	if sc, ok := conn.(syscall.Conn); ok && (readsReady || resetsSeen) {
 		rc, _ = sc.SyscallConn()
 	}
 	var total int64
@@ -155,7 +157,7 @@ func copyToStream(st *Stream, conn net.Conn) (int64, error) {
 	for {
 		var b []byte
 		var err error
-		if rc != nil {
+		if rc != nil && readsReady {
 			b, err = readReady(rc, &buf)
 		} else {
 			if buf == nil {
@@ -166,7 +168,7 @@ func copyToStream(st *Stream, conn net.Conn) (int64, error) {
 			b = (*buf)[:n]
 		}
 		if len(b) > 0 {
-			if _, werr := st.Write(b); werr != nil {
+			if werr := writeWatched(st, b, conn, rc, reset); werr != nil {
 				// A write that timed out (an abort sets the deadline) may
 				// leave its frame queued in smux, pointing into buf: the
 				// buffer must not go back to the pool for another
@@ -183,6 +185,33 @@ func copyToStream(st *Stream, conn net.Conn) (int64, error) {
 			return total, opError(conn, err)
 		}
 	}
+}
+
+// writeWatched writes b on st. When st's window cannot take b now (the
+// peer's reader is slow or has stopped), the write may wait for long, and
+// nothing reads conn meanwhile: a reset from conn's peer (a client that
+// gave up) would go unnoticed, and the stream, its window and the target's
+// connection would stay. So, where the system can see a reset without
+// reading, a goroutine watches conn for one while the write waits, and
+// calls reset, which ends the write. Writes that fit the window, the
+// common case, start nothing.
+func writeWatched(st *Stream, b []byte, conn net.Conn, rc syscall.RawConn, reset func(error)) error {
+	if rc == nil || !resetsSeen || st.SendWindow() >= len(b) {
+		_, err := st.Write(b)
+		return err
+	}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		if err := waitReset(rc); errors.Is(err, syscall.ECONNRESET) {
+			reset(opError(conn, err))
+		}
+	}()
+	_, err := st.Write(b)
+	conn.SetReadDeadline(time.Unix(1, 0)) // stops the watch
+	<-watched
+	conn.SetReadDeadline(time.Time{})
+	return err
 }
 
 // opError gives a read error from the raw socket the form net.Conn's

@@ -66,6 +66,8 @@ type Session struct {
 	early   map[uint32]bool // agent side: resets of streams not accepted yet (at most maxEarly)
 	pings   map[uint64]time.Time
 	seq     uint64
+	rtts    [rttSamples]time.Duration // the last round trips, for minRTT
+	nrtt    int                       // round trips measured so far
 	err     error
 
 	rtt       atomic.Int64
@@ -536,7 +538,9 @@ func (s *Session) readControl() {
 			delete(s.pings, m.Seq)
 			s.mu.Unlock()
 			if ok {
-				s.rtt.Store(int64(time.Since(sent)))
+				rtt := time.Since(sent)
+				s.rtt.Store(int64(rtt))
+				s.sm.SetRTT(s.minRTT(rtt))
 			}
 		case TypeReset:
 			if st := s.lookupOrRemember(m.Stream); st != nil {
@@ -556,6 +560,27 @@ func (s *Session) readControl() {
 			s.onMessage(m)
 		}
 	}
+}
+
+// rttSamples is how many round trips minRTT looks back on: with a ping
+// every keepalive interval, 80 s by default.
+const rttSamples = 8
+
+// minRTT records rtt and returns the least of the recent round trips: the
+// path's own delay, without the queueing that the tunnel's traffic adds
+// to a ping. smux's window tuning takes it, so that a busy tunnel on a
+// short path does not mistake its own queues for a long link and grow
+// windows, and memory, it does not need.
+func (s *Session) minRTT(rtt time.Duration) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rtts[s.nrtt%rttSamples] = rtt
+	s.nrtt++
+	least := rtt
+	for _, r := range s.rtts[:min(s.nrtt, rttSamples)] {
+		least = min(least, r)
+	}
+	return least
 }
 
 // ErrKeepaliveTimeout ends a session whose peer was silent for the

@@ -20,17 +20,28 @@ type Settings struct {
 	// HandshakeTimeout bounds the control-stream exchange that starts a
 	// session, and the wait for an open reply.
 	HandshakeTimeout time.Duration
-	// StreamWindow is the per-stream receive window in bytes: how much one
-	// stream may have in flight before its sender waits for the reader.
+	// StreamWindow is each stream's first receive window in bytes: how
+	// much one stream may have in flight before its sender waits for the
+	// reader, and so what a stream whose reader has stopped holds.
 	StreamWindow int
-	// SessionBuffer caps the bytes buffered for all streams of a session:
-	// the memory a busy tunnel holds. Reading the tunnel pauses while it is
-	// full, so SessionBuffer/StreamWindow streams whose readers all stop
-	// (16 by default) hold up the others until one of them reads or ends.
-	SessionBuffer int
+	// MaxStreamWindow is how far a stream's receive window may grow while
+	// the window, not the reader, limits the stream: one stream moves at
+	// most MaxStreamWindow per round trip. A stream whose reader falls
+	// behind or that uses little of its window shrinks back towards
+	// StreamWindow. Equal to StreamWindow: fixed windows.
+	MaxStreamWindow int
+	// WindowBudget bounds the growth of all of a session's windows
+	// together: the most a session buffers is StreamWindow per stream plus
+	// WindowBudget. Reading the tunnel never pauses for a full buffer, so
+	// a stream whose reader stops holds up no other stream.
+	WindowBudget int
 	// FrameSize is the largest smux data frame.
 	FrameSize int
 }
+
+// MaxWindow bounds MaxStreamWindow and WindowBudget (1 GiB): smux counts a
+// stream's bytes modulo 2^32.
+const MaxWindow = 1 << 30
 
 // DefaultSettings returns the settings Ferry uses unless configured otherwise.
 func DefaultSettings() Settings {
@@ -38,8 +49,9 @@ func DefaultSettings() Settings {
 		KeepaliveInterval: 10 * time.Second,
 		KeepaliveTimeout:  30 * time.Second,
 		HandshakeTimeout:  15 * time.Second,
-		StreamWindow:      512 << 10,
-		SessionBuffer:     8 << 20,
+		StreamWindow:      256 << 10,
+		MaxStreamWindow:   32 << 20,
+		WindowBudget:      64 << 20,
 		FrameSize:         32 << 10,
 	}
 }
@@ -57,8 +69,12 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("frame size %d out of range 1024-65535", s.FrameSize)
 	case s.StreamWindow < s.FrameSize:
 		return fmt.Errorf("stream window %d smaller than the frame size %d", s.StreamWindow, s.FrameSize)
-	case s.SessionBuffer < s.StreamWindow:
-		return fmt.Errorf("session buffer %d smaller than the stream window %d", s.SessionBuffer, s.StreamWindow)
+	case s.MaxStreamWindow < s.StreamWindow:
+		return fmt.Errorf("max stream window %d smaller than the first stream window %d", s.MaxStreamWindow, s.StreamWindow)
+	case s.MaxStreamWindow > MaxWindow:
+		return fmt.Errorf("max stream window %d larger than %d", s.MaxStreamWindow, MaxWindow)
+	case s.WindowBudget < 0 || s.WindowBudget > MaxWindow:
+		return fmt.Errorf("window budget %d out of range 0-%d", s.WindowBudget, MaxWindow)
 	}
 	return nil
 }
@@ -69,7 +85,8 @@ func (s Settings) smux() *smux.Config {
 	c.KeepAliveInterval = s.KeepaliveInterval
 	c.KeepAliveTimeout = 2 * s.KeepaliveTimeout // a backstop: Session's watchdog acts first
 	c.MaxFrameSize = s.FrameSize
-	c.MaxReceiveBuffer = s.SessionBuffer
 	c.MaxStreamBuffer = s.StreamWindow
+	c.MaxStreamWindow = s.MaxStreamWindow // per-stream flow control only; MaxReceiveBuffer is unused
+	c.StreamWindowBudget = s.WindowBudget
 	return c
 }

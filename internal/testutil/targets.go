@@ -203,6 +203,110 @@ func NewWriterServerOn(t testing.TB, ln net.Listener) *WriterServer {
 	return s
 }
 
+// HoldServer accepts connections and never reads them: a target that has
+// stopped reading. It keeps them open until Reset or the cleanup.
+type HoldServer struct {
+	Addr string
+
+	ln    net.Listener
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []*net.TCPConn
+}
+
+// NewHoldServer starts a holding target on 127.0.0.1:0, stopped at cleanup.
+func NewHoldServer(t testing.TB) *HoldServer {
+	t.Helper()
+	s := &HoldServer{ln: listen(t)}
+	s.Addr = s.ln.Addr().String()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := s.ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c.(*net.TCPConn))
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		s.ln.Close()
+		s.wg.Wait()
+		s.Reset(s.Held())
+	})
+	return s
+}
+
+// Held is how many connections it holds.
+func (s *HoldServer) Held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Reset resets (linger 0) the n connections it accepted first and stops
+// holding them.
+func (s *HoldServer) Reset(n int) {
+	s.mu.Lock()
+	n = min(n, len(s.conns))
+	reset := s.conns[:n]
+	s.conns = s.conns[n:]
+	s.mu.Unlock()
+	for _, c := range reset {
+		c.SetLinger(0)
+		c.Close()
+	}
+}
+
+// Flood writes to each of its connections without end, until a write
+// fails: clients that send more than anyone reads.
+type Flood struct {
+	// Sent is the total of bytes written on all connections.
+	Sent atomic.Int64
+	// Failed receives, for each connection, the error its writes ended with.
+	Failed chan error
+
+	wg    sync.WaitGroup
+	conns []net.Conn
+}
+
+// NewFlood starts no writer yet; the cleanup closes the connections it was
+// given and waits for their writers.
+func NewFlood(t testing.TB) *Flood {
+	f := &Flood{Failed: make(chan error, 1024)}
+	t.Cleanup(func() {
+		for _, c := range f.conns {
+			c.Close()
+		}
+		f.wg.Wait()
+	})
+	return f
+}
+
+// Start floods c. Not safe for concurrent use.
+func (f *Flood) Start(c net.Conn) {
+	f.conns = append(f.conns, c)
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		buf := make([]byte, 16<<10)
+		for {
+			n, err := c.Write(buf)
+			f.Sent.Add(int64(n))
+			if err != nil {
+				select {
+				case f.Failed <- err:
+				default:
+				}
+				return
+			}
+		}
+	}()
+}
+
 // ServeHTTP starts an HTTP server with h on 127.0.0.1:0, stopped at cleanup,
 // and returns its address.
 func ServeHTTP(t testing.TB, h http.Handler) string {

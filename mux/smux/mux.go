@@ -56,6 +56,24 @@ type Config struct {
 	// MaxStreamBuffer is used to control the maximum
 	// number of data per stream
 	MaxStreamBuffer int
+
+	// MaxStreamWindow, when not zero, makes flow control per stream only
+	// (version 2): the receive loop never pauses for MaxReceiveBuffer,
+	// which is then unused, so a stream whose reader stops holds up no
+	// other stream; and a peer that sends a stream more than the window
+	// it was given breaks the protocol (ErrWindowExceeded). Each stream's
+	// receive window starts at MaxStreamBuffer and, when it is larger
+	// than MaxStreamBuffer, is tuned between the two: it doubles while
+	// the window is what limits the stream (half of it is read within
+	// about one round trip, see Session.SetRTT), and halves while the
+	// reader falls behind or the stream uses little of it.
+	MaxStreamWindow int
+
+	// StreamWindowBudget bounds the sum, over a session's streams, of
+	// what their windows have grown beyond MaxStreamBuffer: with
+	// MaxStreamWindow, the most a session buffers is MaxStreamBuffer per
+	// stream plus this.
+	StreamWindowBudget int
 }
 
 // DefaultConfig is used to return a default configuration
@@ -98,8 +116,22 @@ func VerifyConfig(config *Config) error {
 	if config.MaxStreamBuffer <= 0 {
 		return errors.New("max stream buffer must be positive")
 	}
-	if config.MaxStreamBuffer > config.MaxReceiveBuffer {
+	if config.MaxStreamWindow == 0 && config.MaxStreamBuffer > config.MaxReceiveBuffer {
 		return errors.New("max stream buffer must not be larger than max receive buffer")
+	}
+	if config.MaxStreamWindow != 0 {
+		if config.Version != 2 {
+			return errors.New("max stream window needs protocol version 2")
+		}
+		if config.MaxStreamWindow < config.MaxStreamBuffer {
+			return errors.New("max stream window must not be smaller than max stream buffer")
+		}
+		if config.MaxStreamWindow > maxWindow {
+			return fmt.Errorf("max stream window cannot be larger than %d", maxWindow)
+		}
+		if config.StreamWindowBudget < 0 || config.StreamWindowBudget > math.MaxInt32 {
+			return errors.New("stream window budget must be between 0 and 2147483647")
+		}
 	}
 	if config.MaxStreamBuffer > math.MaxInt32 {
 		return errors.New("max stream buffer cannot be larger than 2147483647")

@@ -72,6 +72,9 @@ var (
 	ErrGoAway                    = errors.New("stream id overflows, should start a new connection")
 	ErrTimeout         net.Error = &timeoutError{}
 	ErrWouldBlock                = errors.New("operation would block on IO")
+	// ErrWindowExceeded is the protocol error of a peer that sent a
+	// stream more than the receive window it was given (MaxStreamWindow).
+	ErrWindowExceeded = errors.New("peer exceeded a stream's receive window")
 )
 
 // writeRequest represents a request to write a frame
@@ -99,6 +102,11 @@ type Session struct {
 
 	bucket       int32         // token bucket
 	bucketNotify chan struct{} // used for waiting for tokens
+
+	// window tuning (MaxStreamWindow)
+	rtt         atomic.Int64 // round-trip estimate in nanoseconds (SetRTT); 0: unknown
+	now         func() time.Time
+	windowGrown atomic.Int64 // sum of the streams' windows above MaxStreamBuffer
 
 	streams    map[uint32]*stream // all streams in this session
 	streamLock sync.Mutex         // locks streams
@@ -143,6 +151,7 @@ func newSession(config *Config, conn io.ReadWriteCloser, client bool) *Session {
 	s.chAccepts = make(chan *stream, defaultAcceptBacklog)
 	s.bucket = int32(config.MaxReceiveBuffer)
 	s.bucketNotify = make(chan struct{}, 1)
+	s.now = time.Now
 	s.shaper = make(chan writeRequest, maxShaperSize)
 	s.chSocketReadError = make(chan struct{})
 	s.chSocketWriteError = make(chan struct{})
@@ -294,6 +303,7 @@ func (s *Session) Close() error {
 	s.streamLock.Lock()
 	for k, stream := range s.streams {
 		stream.sessionClose()
+		stream.releaseWindow()
 		if n := stream.recycleTokens(); n > 0 {
 			atomic.AddInt32(&s.bucket, int32(n))
 		}
@@ -356,6 +366,24 @@ func (s *Session) notifyProtoError(err error) {
 	})
 }
 
+// perStream reports whether flow control is per stream only
+// (MaxStreamWindow).
+func (s *Session) perStream() bool { return s.config.MaxStreamWindow != 0 }
+
+// SetRTT gives the session a round-trip estimate for receive-window tuning
+// (MaxStreamWindow); smux does not measure one itself. Until the first
+// call, windows do not grow. Safe for concurrent use.
+func (s *Session) SetRTT(d time.Duration) {
+	s.rtt.Store(int64(d))
+}
+
+// WindowGrown is how far, in bytes, the receive windows of the session's
+// streams have grown beyond MaxStreamBuffer in all; at most
+// StreamWindowBudget.
+func (s *Session) WindowGrown() int {
+	return int(s.windowGrown.Load())
+}
+
 // IsClosed does a safe check to see if we have shutdown
 func (s *Session) IsClosed() bool {
 	return atomic.LoadInt32(&s.closed) != 0
@@ -408,6 +436,7 @@ func (s *Session) streamClosed(sid uint32) {
 		return
 	}
 
+	stream.releaseWindow()
 	if n := stream.recycleTokens(); n > 0 {
 		// return remaining tokens to the bucket
 		if atomic.AddInt32(&s.bucket, int32(n)) > 0 {
@@ -430,8 +459,10 @@ func (s *Session) recvLoop() {
 	var updHdr updHeader
 
 	for {
-		// Wait until we have tokens or session is closed.
-		for atomic.LoadInt32(&s.bucket) <= 0 && !s.IsClosed() {
+		// Wait until we have tokens or session is closed. With per-stream
+		// flow control (MaxStreamWindow) the loop never waits: each
+		// stream's window bounds what it buffers.
+		for !s.perStream() && atomic.LoadInt32(&s.bucket) <= 0 && !s.IsClosed() {
 			select {
 			case <-s.bucketNotify:
 			case <-s.die:
@@ -526,7 +557,12 @@ func (s *Session) recvLoop() {
 			// push data to the corresponding stream
 			s.streamLock.Lock()
 			if stream, ok := s.streams[sid]; ok {
-				stream.pushBytes(pNewbuf)
+				if !stream.pushBytes(pNewbuf) {
+					s.streamLock.Unlock()
+					defaultAllocator.Put(pNewbuf)
+					s.notifyProtoError(ErrWindowExceeded)
+					return
+				}
 				// deduct tokens from the bucket
 				atomic.AddInt32(&s.bucket, -int32(written))
 				stream.wakeupReader()
@@ -582,7 +618,7 @@ func (s *Session) keepalive() {
 			if !atomic.CompareAndSwapInt32(&s.sessionIsActive, 1, 0) {
 				// recvLoop may block while bucket is 0, in this case,
 				// session should not be closed.
-				if atomic.LoadInt32(&s.bucket) > 0 {
+				if s.perStream() || atomic.LoadInt32(&s.bucket) > 0 {
 					s.Close()
 					return
 				}

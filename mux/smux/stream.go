@@ -77,6 +77,14 @@ type stream struct {
 	peerWindow            uint32        // peer window, initialized to 256KB, updated by peer
 	chUpdate              chan struct{} // notify of remote data consuming and window update
 	windowUpdateThreshold uint32        // cached threshold for window update (MaxStreamBuffer/2)
+
+	// receive window (v2), guarded by bufferLock
+	window         uint32    // advertised with each window update
+	numRecv        uint32    // bytes received so far
+	recvLimit      uint32    // numRecv never passes it: the most credit ever given (MaxStreamWindow)
+	epochStart     time.Time // window tuning: when the last update went out
+	epochRead      uint32    // and numRead then
+	windowReleased bool      // the stream left the session; its grown window went back to the budget
 }
 
 type bufferRing struct {
@@ -200,6 +208,12 @@ func newStream(id uint32, frameSize int, sess *Session) *stream {
 	s.chWriteClosed = make(chan struct{})                             // half-close support
 	s.peerWindow = initialPeerWindow                                  // set to initial window size
 	s.windowUpdateThreshold = uint32(sess.config.MaxStreamBuffer / 2) // cache threshold
+	s.window = uint32(sess.config.MaxStreamBuffer)
+	s.recvLimit = initialPeerWindow // what the peer assumes before our first update
+	if sess.perStream() {
+		s.windowUpdateThreshold = s.window / 4
+		s.epochStart = sess.now()
+	}
 	// pre-allocate ring buffer to reduce allocations during data transfer
 	s.bufferRing = newBufferRing(defaultBufferRingCapacity)
 
@@ -286,7 +300,7 @@ func (s *stream) tryReadV2(b []byte) (n int, err error) {
 		return 0, nil
 	}
 
-	var notifyConsumed uint32
+	var notifyConsumed, window uint32
 	var recycled *[]byte
 	s.bufferLock.Lock()
 	n, recycled = s.bufferRing.consumeFront(b)
@@ -306,6 +320,7 @@ func (s *stream) tryReadV2(b []byte) (n int, err error) {
 	if s.incr >= s.windowUpdateThreshold || s.numRead == uint32(n) {
 		notifyConsumed = s.numRead
 		s.incr = 0 // reset incr counter
+		window = s.nextWindow(notifyConsumed)
 	}
 	s.bufferLock.Unlock()
 
@@ -318,7 +333,7 @@ func (s *stream) tryReadV2(b []byte) (n int, err error) {
 
 		// send window update if necessary
 		if notifyConsumed > 0 {
-			err := s.sendWindowUpdate(notifyConsumed)
+			err := s.sendWindowUpdate(notifyConsumed, window)
 			// A window update can fail after bytes have already been consumed;
 			// cleanup must not depend on the update succeeding.
 			s.tryHalfCloseCleanup()
@@ -404,7 +419,7 @@ func (s *stream) writeToV1(w io.Writer) (n int64, err error) {
 // check comments in WriteTo
 func (s *stream) writeToV2(w io.Writer) (n int64, err error) {
 	for {
-		var notifyConsumed uint32
+		var notifyConsumed, window uint32
 		var buf []byte
 		var head *[]byte
 
@@ -426,6 +441,7 @@ func (s *stream) writeToV2(w io.Writer) (n int64, err error) {
 		if s.incr >= s.windowUpdateThreshold || s.numRead == bufLen {
 			notifyConsumed = s.numRead
 			s.incr = 0
+			window = s.nextWindow(notifyConsumed)
 		}
 		s.bufferLock.Unlock()
 
@@ -441,14 +457,14 @@ func (s *stream) writeToV2(w io.Writer) (n int64, err error) {
 
 			if ew != nil {
 				if notifyConsumed > 0 {
-					_ = s.sendWindowUpdate(notifyConsumed)
+					_ = s.sendWindowUpdate(notifyConsumed, window)
 				}
 				s.tryHalfCloseCleanup()
 				return n, ew
 			}
 			if nw != len(buf) {
 				if notifyConsumed > 0 {
-					_ = s.sendWindowUpdate(notifyConsumed)
+					_ = s.sendWindowUpdate(notifyConsumed, window)
 				}
 				s.tryHalfCloseCleanup()
 				return n, io.ErrShortWrite
@@ -456,7 +472,7 @@ func (s *stream) writeToV2(w io.Writer) (n int64, err error) {
 
 			// send window update
 			if notifyConsumed > 0 {
-				if err := s.sendWindowUpdate(notifyConsumed); err != nil {
+				if err := s.sendWindowUpdate(notifyConsumed, window); err != nil {
 					s.tryHalfCloseCleanup()
 					return n, err
 				}
@@ -478,7 +494,7 @@ func (s *stream) writeToV2(w io.Writer) (n int64, err error) {
 }
 
 // sendWindowUpdate sends a window update command to the peer.
-func (s *stream) sendWindowUpdate(consumed uint32) error {
+func (s *stream) sendWindowUpdate(consumed, window uint32) error {
 	var timer *time.Timer
 	var deadline <-chan time.Time
 	if d, ok := s.readDeadline.Load().(time.Time); ok && !d.IsZero() {
@@ -490,7 +506,7 @@ func (s *stream) sendWindowUpdate(consumed uint32) error {
 	frame := newFrame(byte(s.sess.config.Version), cmdUPD, s.id)
 	var hdr updHeader
 	binary.LittleEndian.PutUint32(hdr[:], consumed)
-	binary.LittleEndian.PutUint32(hdr[4:], uint32(s.sess.config.MaxStreamBuffer))
+	binary.LittleEndian.PutUint32(hdr[4:], window)
 	frame.data = hdr[:]
 	_, err := s.sess.writeFrameInternal(frame, deadline, CLSCTRL) // <-- NOTE(x): use control channel
 	return err
@@ -844,10 +860,18 @@ func (s *stream) RemoteAddr() net.Addr {
 }
 
 // pushBytes append buf to buffers
-func (s *stream) pushBytes(pbuf *[]byte) {
+// It reports false, keeping nothing, when the bytes would pass the credit
+// the stream gave its peer (per-stream flow control only).
+func (s *stream) pushBytes(pbuf *[]byte) bool {
 	s.bufferLock.Lock()
 	defer s.bufferLock.Unlock()
+	n := uint32(len(*pbuf))
+	if s.sess.perStream() && int32(s.numRecv+n-s.recvLimit) > 0 {
+		return false
+	}
+	s.numRecv += n
 	s.bufferRing.push(*pbuf, pbuf)
+	return true
 }
 
 // recycleTokens transform remaining bytes to tokens(will truncate buffer)

@@ -691,7 +691,7 @@ func TestSendWindowUpdateTimeout(t *testing.T) {
 	st := newStream(1, cfg.MaxFrameSize, sess)
 	st.readDeadline.Store(time.Now().Add(-time.Second))
 
-	if err := st.sendWindowUpdate(1); err != ErrTimeout {
+	if err := st.sendWindowUpdate(1, uint32(cfg.MaxStreamBuffer)); err != ErrTimeout {
 		t.Fatalf("expected ErrTimeout, got %v", err)
 	}
 }

@@ -1,0 +1,154 @@
+// MIT License
+//
+// Copyright (c) 2016-2017 xtaci
+//
+// Permission is hereby granted, free of charge, to any person obtaining a copy
+// of this software and associated documentation files (the "Software"), to deal
+// in the Software without restriction, including without limitation the rights
+// to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+// copies of the Software, and to permit persons to whom the Software is
+// furnished to do so, subject to the following conditions:
+//
+// The above copyright notice and this permission notice shall be included in all
+// copies or substantial portions of the Software.
+//
+// THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+// IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+// FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+// AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+// LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+// OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+// SOFTWARE.
+
+package smux
+
+import (
+	"sync/atomic"
+)
+
+// maxWindow bounds MaxStreamWindow: the window arithmetic is modulo 2^32
+// and compares differences as int32.
+const maxWindow = 1 << 30
+
+// Receive-window tuning (Config.MaxStreamWindow). An epoch lasts until
+// the reader has consumed a whole window; how long that took, against the
+// round trip (Session.SetRTT, the path's least), says whether the window
+// limits the stream:
+//
+//   - a window in under two round trips: a stream limited by its window
+//     moves one window per round trip, so the sender is probably waiting
+//     for credit: double it;
+//   - a window in more than 32 round trips: the stream uses little of it:
+//     halve it.
+//
+// Between the two a window stays where it is. Whenever an update finds the
+// reader behind (half the window or more still buffered), the reader, not
+// the window, limits the stream: halve it at once. An epoch spans a whole
+// window so that a reader draining a backlog in one burst does not pass
+// for a fast link. Growth comes out of the session's StreamWindowBudget
+// and goes back to it when the window shrinks or the stream ends.
+const (
+	growRTTs   = 2
+	shrinkRTTs = 32
+)
+
+// nextWindow returns the window to advertise with a window update that
+// reports consumed, and records the credit it gives the peer. Called with
+// bufferLock held.
+func (s *stream) nextWindow(consumed uint32) uint32 {
+	cfg := s.sess.config
+	if !s.sess.perStream() {
+		return uint32(cfg.MaxStreamBuffer)
+	}
+	if cfg.MaxStreamWindow > cfg.MaxStreamBuffer && !s.windowReleased {
+		s.tune(consumed)
+	}
+	// The peer may still use the credit of an earlier, larger update that
+	// was in flight when this one left, so the limit never goes down.
+	if limit := consumed + s.window; int32(limit-s.recvLimit) > 0 {
+		s.recvLimit = limit
+	}
+	return s.window
+}
+
+// tune resizes the window with an update. Called with bufferLock held.
+func (s *stream) tune(consumed uint32) {
+	w := s.window
+	if s.numRecv-consumed >= w/2 {
+		s.setWindow(w / 2)
+		s.epochStart, s.epochRead = s.sess.now(), consumed
+		return
+	}
+	read := consumed - s.epochRead
+	if read < w {
+		return
+	}
+	now := s.sess.now()
+	elapsed := float64(now.Sub(s.epochStart))
+	s.epochStart, s.epochRead = now, consumed
+	rtt := float64(s.sess.rtt.Load())
+	if rtt <= 0 {
+		return
+	}
+	perWindow := elapsed * float64(w) / float64(read) // time to consume one window
+	switch {
+	case perWindow < growRTTs*rtt:
+		s.setWindow(2 * w)
+	case perWindow > shrinkRTTs*rtt:
+		s.setWindow(w / 2)
+	}
+}
+
+// setWindow moves the window towards w, within MaxStreamBuffer,
+// MaxStreamWindow and what the budget has left. Called with bufferLock
+// held.
+func (s *stream) setWindow(w uint32) {
+	cfg := s.sess.config
+	w = max(min(w, uint32(cfg.MaxStreamWindow)), uint32(cfg.MaxStreamBuffer))
+	if w > s.window {
+		want := int64(w - s.window)
+		for {
+			used := s.sess.windowGrown.Load()
+			grant := min(want, int64(cfg.StreamWindowBudget)-used)
+			if grant <= 0 {
+				return
+			}
+			if s.sess.windowGrown.CompareAndSwap(used, used+grant) {
+				w = s.window + uint32(grant)
+				break
+			}
+		}
+	} else {
+		s.sess.windowGrown.Add(-int64(s.window - w))
+	}
+	s.window = w
+	s.windowUpdateThreshold = w / 4
+}
+
+// releaseWindow gives the stream's grown window back to the session's
+// budget when the stream leaves the session; it cannot grow after that.
+func (s *stream) releaseWindow() {
+	s.bufferLock.Lock()
+	defer s.bufferLock.Unlock()
+	if s.windowReleased {
+		return
+	}
+	s.windowReleased = true
+	s.sess.windowGrown.Add(-int64(s.window - uint32(s.sess.config.MaxStreamBuffer)))
+}
+
+// RecvWindow is the receive window the stream advertised last (version
+// 2): MaxStreamBuffer unless MaxStreamWindow tunes it.
+func (s *stream) RecvWindow() int {
+	s.bufferLock.Lock()
+	defer s.bufferLock.Unlock()
+	return int(s.window)
+}
+
+// SendWindow is how many bytes the stream may send now before it waits
+// for its peer's window update (version 2); it is never negative.
+func (s *stream) SendWindow() int {
+	inflight := int32(atomic.LoadUint32(&s.numWritten) - atomic.LoadUint32(&s.peerConsumed))
+	win := int32(atomic.LoadUint32(&s.peerWindow)) - inflight
+	return int(max(win, 0))
+}
