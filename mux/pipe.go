@@ -46,6 +46,13 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); retur
 func Start(ctx context.Context, conn HalfCloser, st *Stream, done func(PipeResult)) {
 	p := &pipe{conn: conn, st: st, done: done}
 	p.left.Store(2)
+	if sc, ok := conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			// The stream's window grows only while what it delivers to
+			// conn leaves conn too.
+			st.SetDrained(func() bool { return sendQueueDrains(rc) })
+		}
+	}
 	st.setOnAbort(p.abort)
 	p.stop = context.AfterFunc(ctx, func() { p.abort(ctx.Err()) })
 	go p.up()

@@ -26,8 +26,8 @@ type Settings struct {
 	StreamWindow int
 	// MaxStreamWindow is how far a stream's receive window may grow while
 	// the window, not the reader, limits the stream: one stream moves at
-	// most MaxStreamWindow per round trip. A stream whose reader falls
-	// behind or that uses little of its window shrinks back towards
+	// most MaxStreamWindow per round trip. A stream that uses little of its
+	// window (a slow or stopped reader or sender) shrinks back towards
 	// StreamWindow. Equal to StreamWindow: fixed windows.
 	MaxStreamWindow int
 	// WindowBudget bounds the growth of all of a session's windows

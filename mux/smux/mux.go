@@ -62,11 +62,11 @@ type Config struct {
 	// which is then unused, so a stream whose reader stops holds up no
 	// other stream; and a peer that sends a stream more than the window
 	// it was given breaks the protocol (ErrWindowExceeded). Each stream's
-	// receive window starts at MaxStreamBuffer and, when it is larger
-	// than MaxStreamBuffer, is tuned between the two: it doubles while
-	// the window is what limits the stream (half of it is read within
-	// about one round trip, see Session.SetRTT), and halves while the
-	// reader falls behind or the stream uses little of it.
+	// receive window starts at MaxStreamBuffer and, when MaxStreamWindow is
+	// larger, is tuned between the two (window.go): it grows while the
+	// window is what limits the stream (a whole window is read within
+	// about one round trip, see Session.SetRTT), and shrinks while the
+	// stream uses little of it.
 	MaxStreamWindow int
 
 	// StreamWindowBudget bounds the sum, over a session's streams, of

@@ -79,12 +79,13 @@ type stream struct {
 	windowUpdateThreshold uint32        // cached threshold for window update (MaxStreamBuffer/2)
 
 	// receive window (v2), guarded by bufferLock
-	window         uint32    // advertised with each window update
-	numRecv        uint32    // bytes received so far
-	recvLimit      uint32    // numRecv never passes it: the most credit ever given (MaxStreamWindow)
-	epochStart     time.Time // window tuning: when the last update went out
-	epochRead      uint32    // and numRead then
-	windowReleased bool      // the stream left the session; its grown window went back to the budget
+	window         uint32      // advertised with each window update
+	numRecv        uint32      // bytes received so far
+	recvLimit      uint32      // numRecv never passes it: the most credit ever given (MaxStreamWindow)
+	epochStart     time.Time   // window tuning: when the last update went out
+	epochRead      uint32      // and numRead then
+	windowReleased bool        // the stream left the session; its grown window went back to the budget
+	drained        func() bool // SetDrained
 }
 
 type bufferRing struct {

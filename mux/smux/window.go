@@ -33,22 +33,36 @@ const maxWindow = 1 << 30
 // Receive-window tuning (Config.MaxStreamWindow). An epoch lasts until
 // the reader has consumed a whole window; how long that took, against the
 // round trip (Session.SetRTT, the path's least), says whether the window
-// limits the stream:
+// limits the stream. A stream limited by its window moves one window per
+// round trip, and none can move more, so:
 //
-//   - a window in under two round trips: a stream limited by its window
-//     moves one window per round trip, so the sender is probably waiting
-//     for credit: double it;
-//   - a window in more than 32 round trips: the stream uses little of it:
-//     halve it.
+//   - a window in under two round trips: the window is surely what
+//     limits the stream: quadruple it, as a sender that starts a long
+//     transfer on a long link must reach its bandwidth-delay product in a
+//     few round trips. (A window that has just grown shows only after a
+//     round trip: the epoch after a growth takes about 1.75 round trips.);
+//   - in under three: probably: double it;
+//   - in more than 32 round trips: the stream uses little of its window,
+//     because its reader or its sender is slow, or it pauses: halve it.
 //
-// Between the two a window stays where it is. Whenever an update finds the
-// reader behind (half the window or more still buffered), the reader, not
-// the window, limits the stream: halve it at once. An epoch spans a whole
-// window so that a reader draining a backlog in one burst does not pass
-// for a fast link. Growth comes out of the session's StreamWindowBudget
-// and goes back to it when the window shrinks or the stream ends.
+// A reader that hands its bytes to a buffer that is filling (a socket
+// whose peer has stopped reading takes megabytes before it blocks) looks
+// fast until the buffer is full, and a window grown then would be held,
+// full, by a reader that has stopped: many such streams would hold the
+// session's whole budget. So the owner of the stream can say whether its
+// reader's destination keeps up (Stream.SetDrained): a window grows only
+// while it does, and halves at the end of an epoch when it does not.
+//
+// Between the two a window stays where it is. An epoch spans a whole
+// window, not one update, so that a burst (a reader draining a backlog, a
+// window's worth arriving at once over an unpaced link) is not taken for a
+// rate. A reader that stops ends no epoch: its stream holds its window
+// until it reads again, and its slow epochs then shrink it. Growth comes
+// out of the session's StreamWindowBudget and goes back to it when the
+// window shrinks or the stream ends.
 const (
-	growRTTs   = 2
+	fastRTTs   = 2
+	growRTTs   = 3
 	shrinkRTTs = 32
 )
 
@@ -74,11 +88,6 @@ func (s *stream) nextWindow(consumed uint32) uint32 {
 // tune resizes the window with an update. Called with bufferLock held.
 func (s *stream) tune(consumed uint32) {
 	w := s.window
-	if s.numRecv-consumed >= w/2 {
-		s.setWindow(w / 2)
-		s.epochStart, s.epochRead = s.sess.now(), consumed
-		return
-	}
 	read := consumed - s.epochRead
 	if read < w {
 		return
@@ -92,6 +101,10 @@ func (s *stream) tune(consumed uint32) {
 	}
 	perWindow := elapsed * float64(w) / float64(read) // time to consume one window
 	switch {
+	case s.drained != nil && !s.drained():
+		s.setWindow(w / 2)
+	case perWindow < fastRTTs*rtt:
+		s.setWindow(4 * w)
 	case perWindow < growRTTs*rtt:
 		s.setWindow(2 * w)
 	case perWindow > shrinkRTTs*rtt:
@@ -123,6 +136,18 @@ func (s *stream) setWindow(w uint32) {
 	}
 	s.window = w
 	s.windowUpdateThreshold = w / 4
+}
+
+// SetDrained gives the window tuning a test of the stream's reader (see
+// tune): drained reports whether what the reader has consumed has also
+// left it, for example a socket's send queue less than half full. It is
+// called with the stream's lock held, once per window consumed, and must
+// be quick and must not call the stream. Call it before the stream carries
+// data; nil removes it.
+func (s *stream) SetDrained(drained func() bool) {
+	s.bufferLock.Lock()
+	defer s.bufferLock.Unlock()
+	s.drained = drained
 }
 
 // releaseWindow gives the stream's grown window back to the session's

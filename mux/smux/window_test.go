@@ -85,22 +85,50 @@ func TestWindowGrowsWhileItLimitsTheStream(t *testing.T) {
 	s, clk := tuningSession(t, tuningConfig(64<<20))
 	s.SetRTT(50 * time.Millisecond)
 	st := addStream(s, 3)
-	var sizes []uint32
-	w := uint32(testBase)
-	for range 8 {
-		// A window read in a quarter round trip: the sender waits for
-		// credit.
-		w = epoch(st, clk, w, 0, 12*time.Millisecond)
-		sizes = append(sizes, w)
+	// A window per round trip (plus a little): surely window-limited.
+	w := epoch(st, clk, testBase, 0, 60*time.Millisecond)
+	if w != 1<<20 {
+		t.Fatalf("window %d after a window in 1.2 round trips, want 1 MiB (x4)", w)
 	}
-	want := []uint32{512 << 10, 1 << 20, 2 << 20, 4 << 20, 4 << 20, 4 << 20, 4 << 20, 4 << 20}
-	for i := range want {
-		if sizes[i] != want[i] {
-			t.Fatalf("windows %v, want %v", sizes, want)
-		}
+	// A window in 2.4 round trips: probably window-limited.
+	if w = epoch(st, clk, w, 0, 120*time.Millisecond); w != 2<<20 {
+		t.Fatalf("window %d after a window in 2.4 round trips, want 2 MiB (x2)", w)
+	}
+	for range 3 {
+		w = epoch(st, clk, w, 0, 60*time.Millisecond)
+	}
+	if w != testMax {
+		t.Fatalf("window %d, want the maximum %d", w, testMax)
 	}
 	if got := s.WindowGrown(); got != testMax-testBase {
 		t.Fatalf("budget used %d, want %d", got, testMax-testBase)
+	}
+	// A burst: half a window still unread when the epoch ends is no sign
+	// of a slow reader.
+	if w = epoch(st, clk, w, w/2, 60*time.Millisecond); w != testMax {
+		t.Fatalf("window %d after a burst, want %d kept", w, testMax)
+	}
+}
+
+// TestWindowFollowsTheDestination: a reader whose destination does not
+// drain (a socket whose peer stopped reading, filling its buffers) looks
+// fast while the buffers fill; its window does not grow, and shrinks.
+func TestWindowFollowsTheDestination(t *testing.T) {
+	s, clk := tuningSession(t, tuningConfig(64<<20))
+	s.SetRTT(50 * time.Millisecond)
+	st := addStream(s, 3)
+	drained := true
+	st.SetDrained(func() bool { return drained })
+	w := epoch(st, clk, testBase, 0, 60*time.Millisecond)
+	if w != 1<<20 {
+		t.Fatalf("window %d while the destination drains, want 1 MiB", w)
+	}
+	drained = false
+	if w = epoch(st, clk, w, 0, 60*time.Millisecond); w != 512<<10 {
+		t.Fatalf("window %d while the destination fills, want 512 KiB", w)
+	}
+	if got := s.WindowGrown(); got != 512<<10-testBase {
+		t.Fatalf("budget used %d, want %d", got, 512<<10-testBase)
 	}
 }
 
@@ -108,26 +136,31 @@ func TestWindowStaysWithoutRTT(t *testing.T) {
 	s, clk := tuningSession(t, tuningConfig(64<<20))
 	st := addStream(s, 3)
 	for range 4 {
-		if w := epoch(st, clk, testBase, 0, time.Microsecond); w != testBase {
+		if w := epoch(st, clk, testBase, 0, time.Millisecond); w != testBase {
 			t.Fatalf("window %d without a round-trip estimate, want %d", w, testBase)
 		}
 	}
 }
 
-func TestWindowShrinksWhenTheReaderFallsBehind(t *testing.T) {
+// TestWindowShrinksAfterTheReaderStops: a reader that stops holds its
+// window (no epoch ends); when it reads again, slowly, the window shrinks,
+// and the credit already given is never taken back.
+func TestWindowShrinksAfterTheReaderStops(t *testing.T) {
 	s, clk := tuningSession(t, tuningConfig(64<<20))
 	s.SetRTT(50 * time.Millisecond)
 	st := addStream(s, 3)
 	w := uint32(testBase)
 	for w < testMax {
-		w = epoch(st, clk, w, 0, time.Millisecond)
+		w = epoch(st, clk, w, 0, 60*time.Millisecond)
 	}
 	limit := st.recvLimit
-	// Half the window still unread when the update goes out, however
-	// fast the epoch: the reader, not the window, limits the stream.
-	w = epoch(st, clk, w/4, w/2, time.Microsecond)
+	// Stopped for a minute, then a quarter window at a time, slowly.
+	clk.advance(time.Minute)
+	for range 4 {
+		w = epoch(st, clk, testMax/4, 0, time.Second)
+	}
 	if w != testMax/2 {
-		t.Fatalf("window %d after the reader fell behind, want %d", w, testMax/2)
+		t.Fatalf("window %d after a window read in 61 s, want %d", w, testMax/2)
 	}
 	if got := s.WindowGrown(); got != testMax/2-testBase {
 		t.Fatalf("budget used %d, want %d", got, testMax/2-testBase)
@@ -143,7 +176,7 @@ func TestWindowShrinksWhenLittleOfItIsUsed(t *testing.T) {
 	st := addStream(s, 3)
 	w := uint32(testBase)
 	for range 2 {
-		w = epoch(st, clk, w, 0, time.Millisecond)
+		w = epoch(st, clk, w, 0, 25*time.Millisecond)
 	}
 	if w != 1<<20 {
 		t.Fatalf("window %d, want 1 MiB", w)

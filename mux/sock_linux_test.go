@@ -2,6 +2,7 @@ package mux
 
 import (
 	"errors"
+	"io"
 	"net"
 	"syscall"
 	"testing"
@@ -71,4 +72,28 @@ func TestWaitResetCleanClose(t *testing.T) {
 	if err != nil {
 		t.Fatalf("clean close taken for a reset: %v", err)
 	}
+}
+
+// TestSendQueueDrains: a socket whose peer reads drains; one whose peer
+// has stopped reading piles up unsent bytes once its peer's window is full.
+func TestSendQueueDrains(t *testing.T) {
+	ours, peer := tcpPair(t)
+	rc, _ := ours.(*net.TCPConn).SyscallConn()
+	if !sendQueueDrains(rc) {
+		t.Fatal("an idle socket does not drain")
+	}
+	// The peer stops reading: fill its window and more.
+	ours.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // a write blocks only once the buffer is full
+	for {
+		if _, err := ours.Write(make([]byte, 64<<10)); err != nil {
+			break // the send buffer is full
+		}
+	}
+	if sendQueueDrains(rc) {
+		t.Fatal("a socket whose peer stopped reading drains")
+	}
+	ours.SetWriteDeadline(time.Time{})
+	// The peer reads it all: nothing waits any more.
+	go io.Copy(io.Discard, peer)
+	waitFor(t, func() bool { return sendQueueDrains(rc) })
 }

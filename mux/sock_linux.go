@@ -44,3 +44,22 @@ func resetOf(fd uintptr) error {
 	}
 	return nil
 }
+
+// sendQueueDrains reports whether the socket's unsent bytes stay under
+// drainedUnsent: whether what the copy writes to it leaves at once, rather
+// than piling up because the peer reads slowly or has stopped (a socket
+// takes megabytes before its writes block). It is the stream window
+// tuning's test of a reader (smux Stream.SetDrained).
+func sendQueueDrains(rc syscall.RawConn) bool {
+	drains := true
+	rc.Control(func(fd uintptr) {
+		if unsent, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQNSD); err == nil {
+			drains = unsent < drainedUnsent
+		}
+	})
+	return drains
+}
+
+// drainedUnsent is two copy chunks: a socket whose peer keeps up holds
+// less unsent.
+const drainedUnsent = 2 * copyBufSize
