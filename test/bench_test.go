@@ -14,8 +14,8 @@ import (
 )
 
 // TestBenchSmoke runs ferry-bench (`make bench`) in a tiny mode: every path,
-// every test, a fraction of a second each and 200 idle connections instead
-// of 10,000. It asserts only that the run completes, that every byte it
+// every test, a fraction of a second each, 200 idle connections instead
+// of 10,000, one short WAN profile and 8 stalled readers each way. It asserts only that the run completes, that every byte it
 // moved was verified, and that it produced every figure; never a timing.
 func TestBenchSmoke(t *testing.T) {
 	benchBin := filepath.Join(t.TempDir(), "ferry-bench")
@@ -33,9 +33,13 @@ func TestBenchSmoke(t *testing.T) {
 	s.Settle = 200 * time.Millisecond
 	jsonPath := filepath.Join(t.TempDir(), "bench.json")
 	start := time.Now()
-	r := testutil.Run(t, 3*time.Minute, nil, benchBin,
+	s.Tests = bench.AllTests
+	r := testutil.Run(t, 4*time.Minute, nil, benchBin,
 		"-agent", agentBin, "-gateway", gatewayBin,
 		"-duration", s.Duration.String(), "-reps", "1", "-idle-conns", "200", "-settle", s.Settle.String(),
+		"-tests", strings.Join(s.Tests, ","),
+		"-wan", "20ms@1gbit", "-wan-conns", "1", "-wan-duration", "300ms",
+		"-stall", "8", "-stall-up", "8", "-stall-lines", "loopback", "-stall-wait", "5s",
 		"-dir", t.TempDir(), "-json", jsonPath)
 	t.Logf("ferry-bench ran for %s", time.Since(start).Round(time.Millisecond))
 	if r.Code != 0 {
@@ -60,6 +64,12 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	if missing := bench.MissingFigures(&res, s); len(missing) > 0 {
 		t.Errorf("figures missing from the JSON: %s", strings.Join(missing, ", "))
+	}
+	if len(res.WAN) != 1 {
+		t.Errorf("WAN profiles in the JSON: %d, want 1", len(res.WAN))
+	}
+	if len(res.Stall) != 2 {
+		t.Errorf("stall results in the JSON: %d, want 2 (8 stalled downloads, 8 stalled uploads)", len(res.Stall))
 	}
 	if len(res.Targets) == 0 {
 		t.Error("no target was evaluated for the ferry column")

@@ -72,7 +72,7 @@ func waitEcho(ctx context.Context, addr string, procs []*Child) error {
 			return err
 		}
 		for _, p := range procs {
-			if p.Exited() {
+			if p != nil && p.Exited() {
 				return fmt.Errorf("%s exited; its log:\n%s", p.Name, p.Tail(20))
 			}
 		}
@@ -83,13 +83,77 @@ func waitEcho(ctx context.Context, addr string, procs []*Child) error {
 	}
 }
 
-type directPath struct{ sink string }
+// linePath is a path that can run through a delay line (the WAN tests):
+// between the client and the sink (direct), between forwarders A and B,
+// or between ferry-agent and ferry-gateway's tunnel port. The line is a
+// child process of its own, never among Procs: its CPU and memory are not
+// the path's.
+type linePath interface {
+	Path
+	// setLine makes the next Start put a delay line with prof in the
+	// path; nil: none.
+	setLine(prof *Profile)
+}
 
-func (p *directPath) Name() string                { return PathDirect }
-func (p *directPath) Addr() string                { return p.sink }
-func (p *directPath) Procs() []*Child             { return nil }
-func (p *directPath) Start(context.Context) error { return nil }
-func (p *directPath) Stop() error                 { return nil }
+var reLineListening = regexp.MustCompile(`delay line listening addr=(\S+)`)
+
+// startLine runs a delay line (a re-executed ferry-bench) in front of to.
+func startLine(self, logPath string, prof *Profile, to string) (*Child, string, error) {
+	args := []string{DelayCommand, "-listen", "127.0.0.1:0", "-to", to, "-rtt", prof.RTT.String(), "-rate", fmt.Sprint(prof.Rate)}
+	c, err := StartChild("delay line "+prof.Name, logPath, ChildEnv(), self, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := c.WaitLog(reLineListening, startTimeout)
+	if err != nil {
+		c.Stop(stopGrace)
+		return nil, "", err
+	}
+	return c, m[1], nil
+}
+
+// directPath is the client reaching the sink itself, or through a delay
+// line alone (the line's own limit).
+type directPath struct {
+	sink, self, dir string
+	line            *Profile
+	lc              *Child // the running delay line
+	addr            string
+	gen             int
+}
+
+func (p *directPath) Name() string          { return PathDirect }
+func (p *directPath) Procs() []*Child       { return nil }
+func (p *directPath) setLine(prof *Profile) { p.line = prof }
+
+func (p *directPath) Addr() string {
+	if p.lc != nil {
+		return p.addr
+	}
+	return p.sink
+}
+
+func (p *directPath) Start(ctx context.Context) error {
+	if err := p.Stop(); err != nil {
+		return err
+	}
+	if p.line == nil {
+		return nil
+	}
+	p.gen++
+	lc, addr, err := startLine(p.self, filepath.Join(p.dir, fmt.Sprintf("delay-direct.%d.log", p.gen)), p.line, p.sink)
+	if err != nil {
+		return err
+	}
+	p.lc, p.addr = lc, addr
+	return waitEcho(ctx, p.addr, []*Child{lc})
+}
+
+func (p *directPath) Stop() error {
+	err := stopAll([]*Child{p.lc})
+	p.lc = nil
+	return err
+}
 
 var reFwdListening = regexp.MustCompile(`forwarder listening addr=(\S+)`)
 
@@ -103,17 +167,20 @@ type fwdPath struct {
 	cert                  string // PEM certificate (also the CA) and
 	key                   string // its key, for the TLS hop
 	a, b                  *Child
+	line                  *Profile // a delay line between A and B, or nil
+	lc                    *Child   // the running delay line
 	addr                  string
 	gen                   int // start count, to name log files
 }
 
-func (p *fwdPath) Name() string    { return p.name }
-func (p *fwdPath) Addr() string    { return p.addr }
-func (p *fwdPath) Procs() []*Child { return []*Child{p.a, p.b} }
+func (p *fwdPath) Name() string          { return p.name }
+func (p *fwdPath) Addr() string          { return p.addr }
+func (p *fwdPath) Procs() []*Child       { return []*Child{p.a, p.b} }
+func (p *fwdPath) setLine(prof *Profile) { p.line = prof }
 
 func (p *fwdPath) Stop() error {
-	err := stopAll([]*Child{p.a, p.b})
-	p.a, p.b = nil, nil
+	err := stopAll([]*Child{p.b, p.lc, p.a})
+	p.a, p.b, p.lc = nil, nil, nil
 	return err
 }
 
@@ -132,13 +199,20 @@ func (p *fwdPath) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.b = b
+	if p.line != nil {
+		lc, lAddr, err := startLine(p.self, filepath.Join(p.dir, fmt.Sprintf("delay-%s.%d.log", p.name, p.gen)), p.line, bAddr)
+		if err != nil {
+			return err
+		}
+		p.lc, bAddr = lc, lAddr
+	}
 	a, aAddr, err := p.startHalf(p.name+"-A", bAddr, false, p.tls)
 	if err != nil {
-		b.Stop(stopGrace)
 		return err
 	}
-	p.a, p.b, p.addr = a, b, aAddr
-	return waitEcho(ctx, p.addr, p.Procs())
+	p.a, p.addr = a, aAddr
+	return waitEcho(ctx, p.addr, []*Child{p.a, p.b, p.lc})
 }
 
 func (p *fwdPath) startHalf(name, to string, inTLS, outTLS bool) (*Child, string, error) {
@@ -172,23 +246,29 @@ var (
 // a file) with every port chosen by the kernel.
 type ferryPath struct {
 	agentBin, gatewayBin, dir, sink string
+	self                            string // ferry-bench, for the delay line
 	ha                              int
 	maxStreams                      int
 
 	adminToken string
 	token      string // the agent's, once created
 	gw, ag     *Child
+	line       *Profile // a delay line between agent and gateway, or nil
+	lc         *Child   // the running delay line
 	addr       string
+	adminAddr  string // the gateway's admin API and /metrics
+	agentAddr  string // the agent's /metrics
 	gen        int
 }
 
-func (p *ferryPath) Name() string    { return PathFerry }
-func (p *ferryPath) Addr() string    { return p.addr }
-func (p *ferryPath) Procs() []*Child { return []*Child{p.gw, p.ag} }
+func (p *ferryPath) Name() string          { return PathFerry }
+func (p *ferryPath) Addr() string          { return p.addr }
+func (p *ferryPath) Procs() []*Child       { return []*Child{p.gw, p.ag} }
+func (p *ferryPath) setLine(prof *Profile) { p.line = prof }
 
 func (p *ferryPath) Stop() error {
-	err := stopAll([]*Child{p.gw, p.ag})
-	p.gw, p.ag = nil, nil
+	err := stopAll([]*Child{p.gw, p.lc, p.ag})
+	p.gw, p.ag, p.lc = nil, nil, nil
 	return err
 }
 
@@ -248,6 +328,7 @@ listen = "127.0.0.1:0"
 		return err
 	}
 	tunnelAddr, adminAddr := m[1], m[2]
+	p.adminAddr = adminAddr
 	m, err = gw.WaitLog(reConnListening, startTimeout)
 	if err != nil {
 		return err
@@ -266,6 +347,15 @@ listen = "127.0.0.1:0"
 		if err := os.WriteFile(tokenFile, []byte(p.token+"\n"), 0o600); err != nil {
 			return err
 		}
+	}
+	if p.line != nil {
+		// The agent dials the line, which relays to the tunnel port; the
+		// URL keeps the host name, so the certificate still verifies.
+		lc, lAddr, err := startLine(p.self, filepath.Join(p.dir, fmt.Sprintf("delay-ferry.%d.log", p.gen)), p.line, tunnelAddr)
+		if err != nil {
+			return err
+		}
+		p.lc, tunnelAddr = lc, lAddr
 	}
 	_, port, err := net.SplitHostPort(tunnelAddr)
 	if err != nil {
@@ -304,8 +394,10 @@ shutdown_grace = "2s"
 		return err
 	}
 	p.ag = ag
-	if _, err := ag.WaitLog(reAgentStarted, startTimeout); err != nil {
+	m, err = ag.WaitLog(reAgentStarted, startTimeout)
+	if err != nil {
 		return err
 	}
-	return waitEcho(ctx, p.addr, p.Procs())
+	p.agentAddr = m[1]
+	return waitEcho(ctx, p.addr, []*Child{p.gw, p.ag, p.lc})
 }

@@ -17,6 +17,10 @@ import (
 //	                        from off until EOF, then writes a trailer
 //	'D' off(8) dur(8, ns)   download: the sink answers 'R', waits for 'G', writes the
 //	                        pattern from off for dur, then a trailer, then FIN
+//	'S' group(8)            stalled target: the sink answers 'R' and never reads
+//	                        again; the connection joins group
+//	'X' group(8)            command: the sink resets (linger 0) every stalled
+//	                        connection of group and answers 'X' and their count (8)
 //
 // A trailer is 4 bytes ("GOOD" or "BAD!") and the count of pattern bytes the
 // sink read (upload) or wrote (download), 8 bytes big endian.
@@ -24,6 +28,8 @@ const (
 	modeEcho     = 'e'
 	modeUpload   = 'U'
 	modeDownload = 'D'
+	modeStall    = 'S'
+	modeReset    = 'X'
 	replyReady   = 'R'
 	goByte       = 'G'
 	trailerLen   = 12
@@ -42,9 +48,25 @@ var ErrCorrupt = errors.New("data corrupted")
 // dialTimeout bounds every client dial.
 const dialTimeout = 10 * time.Second
 
-// ServeSink accepts connections on ln and serves the sink protocol until ln
-// is closed; then it closes every connection and returns.
-func ServeSink(ln net.Listener, pat *Pattern) {
+// Sink serves the sink protocol on any number of listeners. Its stalled
+// connections are shared by all of them, so that a reset command may come
+// on any port. Safe for concurrent use.
+type Sink struct {
+	pat *Pattern
+
+	mu      sync.Mutex
+	stalled map[uint64][]*net.TCPConn // group → stalled connections not yet reset
+}
+
+// NewSink makes a sink that checks and writes pat.
+func NewSink(pat *Pattern) *Sink {
+	return &Sink{pat: pat, stalled: map[uint64][]*net.TCPConn{}}
+}
+
+// Serve accepts connections on ln and serves the sink protocol until ln
+// is closed; then it closes every connection it serves and returns. (The
+// stalled targets it filed stay open until a reset command or Close.)
+func (s *Sink) Serve(ln net.Listener) {
 	var (
 		mu    sync.Mutex
 		conns = map[net.Conn]struct{}{}
@@ -62,14 +84,12 @@ func ServeSink(ln net.Listener, pat *Pattern) {
 		mu.Lock()
 		conns[c] = struct{}{}
 		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			serveSinkConn(c.(*net.TCPConn), pat)
+		wg.Go(func() {
+			s.serveConn(c.(*net.TCPConn))
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
-		}()
+		})
 	}
 	mu.Lock()
 	for c := range conns {
@@ -79,12 +99,43 @@ func ServeSink(ln net.Listener, pat *Pattern) {
 	wg.Wait()
 }
 
-func serveSinkConn(c *net.TCPConn, pat *Pattern) {
-	defer c.Close()
+// Close closes the stalled connections that no command has reset.
+func (s *Sink) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for g, cs := range s.stalled {
+		for _, c := range cs {
+			c.Close()
+		}
+		delete(s.stalled, g)
+	}
+}
+
+func (s *Sink) serveConn(c *net.TCPConn) {
 	var hdr [17]byte
 	if _, err := io.ReadFull(c, hdr[:1]); err != nil {
+		c.Close()
 		return
 	}
+	switch hdr[0] {
+	case modeStall:
+		if _, err := io.ReadFull(c, hdr[1:9]); err != nil {
+			c.Close()
+			return
+		}
+		if _, err := c.Write([]byte{replyReady}); err != nil {
+			c.Close()
+			return
+		}
+		// Never read again: the connection stays open, unread, until a
+		// reset command or Close.
+		g := binary.BigEndian.Uint64(hdr[1:9])
+		s.mu.Lock()
+		s.stalled[g] = append(s.stalled[g], c)
+		s.mu.Unlock()
+		return
+	}
+	defer c.Close()
 	switch hdr[0] {
 	case modeEcho:
 		sinkEcho(c)
@@ -92,12 +143,28 @@ func serveSinkConn(c *net.TCPConn, pat *Pattern) {
 		if _, err := io.ReadFull(c, hdr[1:9]); err != nil {
 			return
 		}
-		sinkUpload(c, pat, int64(binary.BigEndian.Uint64(hdr[1:9])))
+		sinkUpload(c, s.pat, int64(binary.BigEndian.Uint64(hdr[1:9])))
 	case modeDownload:
 		if _, err := io.ReadFull(c, hdr[1:17]); err != nil {
 			return
 		}
-		sinkDownload(c, pat, int64(binary.BigEndian.Uint64(hdr[1:9])), time.Duration(binary.BigEndian.Uint64(hdr[9:17])))
+		sinkDownload(c, s.pat, int64(binary.BigEndian.Uint64(hdr[1:9])), time.Duration(binary.BigEndian.Uint64(hdr[9:17])))
+	case modeReset:
+		if _, err := io.ReadFull(c, hdr[1:9]); err != nil {
+			return
+		}
+		g := binary.BigEndian.Uint64(hdr[1:9])
+		s.mu.Lock()
+		cs := s.stalled[g]
+		delete(s.stalled, g)
+		s.mu.Unlock()
+		for _, sc := range cs {
+			resetConn(sc)
+		}
+		var ans [9]byte
+		ans[0] = modeReset
+		binary.BigEndian.PutUint64(ans[1:], uint64(len(cs)))
+		c.Write(ans[:])
 	}
 }
 
@@ -184,21 +251,20 @@ func writeTrailer(w io.Writer, magic [4]byte, n int64) error {
 	return err
 }
 
-func dial(addr string) (*net.TCPConn, error) {
-	c, err := net.DialTimeout("tcp", addr, dialTimeout)
-	if err != nil {
-		return nil, err
-	}
-	return c.(*net.TCPConn), nil
-}
-
 // request dials addr, sends hdr and waits for the one-byte answer want.
 func request(addr string, hdr []byte, want byte) (*net.TCPConn, error) {
-	c, err := dial(addr)
+	return requestBy(addr, hdr, want, time.Now().Add(dialTimeout))
+}
+
+// requestBy is request with every step bound by deadline.
+func requestBy(addr string, hdr []byte, want byte, deadline time.Time) (*net.TCPConn, error) {
+	d := net.Dialer{Deadline: deadline}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	c.SetDeadline(time.Now().Add(dialTimeout))
+	c := nc.(*net.TCPConn)
+	c.SetDeadline(deadline)
 	var b [1]byte
 	if _, err := c.Write(hdr); err != nil {
 		c.Close()
@@ -246,10 +312,14 @@ type Upload struct {
 
 // PrepareUpload connects and waits until the sink is ready to read.
 func PrepareUpload(addr string, off int64) (*Upload, error) {
+	return prepareUpload(addr, off, time.Now().Add(dialTimeout))
+}
+
+func prepareUpload(addr string, off int64, deadline time.Time) (*Upload, error) {
 	hdr := make([]byte, 9)
 	hdr[0] = modeUpload
 	binary.BigEndian.PutUint64(hdr[1:], uint64(off))
-	c, err := request(addr, hdr, replyReady)
+	c, err := requestBy(addr, hdr, replyReady, deadline)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +330,25 @@ func PrepareUpload(addr string, off int64) (*Upload, error) {
 // trailer: every byte must have arrived intact. It returns the bytes sent
 // and closes the connection.
 func (u *Upload) Run(pat *Pattern, until time.Time) (int64, error) {
+	return u.RunBy(pat, until, time.Time{})
+}
+
+// RunBy is Run with every write and the wait for the trailer bound by
+// deadline (none if zero): past it, the error wraps
+// os.ErrDeadlineExceeded and the connection is reset.
+func (u *Upload) RunBy(pat *Pattern, until, deadline time.Time) (int64, error) {
 	defer u.c.Close()
+	trailerBy := deadline
+	if deadline.IsZero() {
+		trailerBy = time.Time{} // set once the writes are done
+	} else {
+		defer func() {
+			if time.Now().After(deadline) {
+				u.c.SetLinger(0)
+			}
+		}()
+	}
+	u.c.SetWriteDeadline(deadline)
 	var sent int64
 	for time.Now().Before(until) {
 		n, err := u.c.Write(pat.At(u.off+sent, chunk))
@@ -272,7 +360,10 @@ func (u *Upload) Run(pat *Pattern, until time.Time) (int64, error) {
 	if err := u.c.CloseWrite(); err != nil {
 		return sent, fmt.Errorf("upload half-close: %w", err)
 	}
-	u.c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	if trailerBy.IsZero() {
+		trailerBy = time.Now().Add(60 * time.Second)
+	}
+	u.c.SetReadDeadline(trailerBy)
 	var t [trailerLen]byte
 	if _, err := io.ReadFull(u.c, t[:]); err != nil {
 		return sent, fmt.Errorf("upload: read the sink's trailer: %w", err)
@@ -299,11 +390,15 @@ type Download struct {
 // PrepareDownload connects and asks the sink for dur of pattern from off;
 // the sink starts when Run says go.
 func PrepareDownload(addr string, off int64, dur time.Duration) (*Download, error) {
+	return prepareDownload(addr, off, dur, time.Now().Add(dialTimeout))
+}
+
+func prepareDownload(addr string, off int64, dur time.Duration, deadline time.Time) (*Download, error) {
 	hdr := make([]byte, 17)
 	hdr[0] = modeDownload
 	binary.BigEndian.PutUint64(hdr[1:], uint64(off))
 	binary.BigEndian.PutUint64(hdr[9:], uint64(dur))
-	c, err := request(addr, hdr, replyReady)
+	c, err := requestBy(addr, hdr, replyReady, deadline)
 	if err != nil {
 		return nil, err
 	}
@@ -315,11 +410,23 @@ func PrepareDownload(addr string, off int64, dur time.Duration) (*Download, erro
 // KiB) is the caller's read buffer. It returns the pattern bytes received
 // and closes the connection.
 func (d *Download) Run(pat *Pattern, buf []byte) (int64, error) {
+	return d.RunBy(pat, buf, time.Now().Add(10*time.Minute))
+}
+
+// RunBy is Run with the reads bound by deadline: past it, the error wraps
+// os.ErrDeadlineExceeded and the connection is reset. The bytes returned
+// are those checked by then.
+func (d *Download) RunBy(pat *Pattern, buf []byte, deadline time.Time) (int64, error) {
 	defer d.c.Close()
+	defer func() {
+		if time.Now().After(deadline) {
+			d.c.SetLinger(0)
+		}
+	}()
 	if _, err := d.c.Write([]byte{goByte}); err != nil {
 		return 0, fmt.Errorf("download start: %w", err)
 	}
-	d.c.SetReadDeadline(time.Now().Add(10 * time.Minute))
+	d.c.SetReadDeadline(deadline)
 	var got int64
 	h := 0 // bytes held at the start of buf: they may be the trailer
 	for {
@@ -351,3 +458,52 @@ func (d *Download) Run(pat *Pattern, buf []byte) (int64, error) {
 
 // Close drops a prepared connection that will not run.
 func (d *Download) Close() { d.c.Close() }
+
+// openStalledDownload asks the sink for a download that outlasts the run
+// and starts it; the caller never reads the connection. Every step is
+// bound by deadline.
+func openStalledDownload(addr string, off int64, deadline time.Time) (*net.TCPConn, error) {
+	hdr := make([]byte, 17)
+	hdr[0] = modeDownload
+	binary.BigEndian.PutUint64(hdr[1:], uint64(off))
+	binary.BigEndian.PutUint64(hdr[9:], uint64(time.Hour))
+	return requestBy(addr, hdr, replyReady, deadline)
+}
+
+// startStalledDownload lets an open stalled download begin.
+func startStalledDownload(c *net.TCPConn) error {
+	c.SetWriteDeadline(time.Now().Add(dialTimeout))
+	defer c.SetWriteDeadline(time.Time{})
+	if _, err := c.Write([]byte{goByte}); err != nil {
+		return fmt.Errorf("start stalled download: %w", err)
+	}
+	return nil
+}
+
+// openStalledTarget opens a connection whose target never reads after the
+// handshake; the sink files it under group for resetStalled.
+func openStalledTarget(addr string, group uint64, deadline time.Time) (*net.TCPConn, error) {
+	hdr := make([]byte, 9)
+	hdr[0] = modeStall
+	binary.BigEndian.PutUint64(hdr[1:], group)
+	return requestBy(addr, hdr, replyReady, deadline)
+}
+
+// resetStalled tells the sink at addr (directly, not through a path) to
+// reset every stalled target connection of group; it returns how many.
+func resetStalled(addr string, group uint64) (int, error) {
+	hdr := make([]byte, 9)
+	hdr[0] = modeReset
+	binary.BigEndian.PutUint64(hdr[1:], group)
+	c, err := requestBy(addr, hdr, modeReset, time.Now().Add(dialTimeout))
+	if err != nil {
+		return 0, fmt.Errorf("reset stalled targets: %w", err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(dialTimeout))
+	var n [8]byte
+	if _, err := io.ReadFull(c, n[:]); err != nil {
+		return 0, fmt.Errorf("reset stalled targets: read the count: %w", err)
+	}
+	return int(binary.BigEndian.Uint64(n[:])), nil
+}

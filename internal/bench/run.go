@@ -35,6 +35,28 @@ type Settings struct {
 	Tests      []string      // which phases to run, of AllTests
 	Version    string        // of the code measured, for the JSON
 	Log        io.Writer     // progress lines
+
+	// The wan test: each path of WANPaths through a delay line of each
+	// profile.
+	WAN         []Profile
+	WANConns    []int         // connection counts
+	WANDuration time.Duration // of each timed measurement over a line
+	WANReps     int
+	// FerryMaxWindow is Ferry's largest stream window in bytes: the WAN
+	// table prints the bound it sets, window per round trip, per stream.
+	FerryMaxWindow int64
+
+	// The stall test (Ferry only, one tunnel): a fast download and upload
+	// beside StallDown connections whose clients never read, and beside
+	// StallUp connections whose targets never read, over each of
+	// StallLines (Loopback: none).
+	StallDown  []int
+	StallUp    []int
+	StallLines []Profile
+	// StallWait bounds every wait of the stall test: for the stalled
+	// connections to fill, for a fast transfer beyond its length, for the
+	// streams to be freed after the resets, for the echo after.
+	StallWait time.Duration
 }
 
 // The phases of a run, in the order they run.
@@ -43,14 +65,34 @@ const (
 	TestRate       = "rate"       // new connections
 	TestLatency    = "latency"    // 1-byte echo under bulk load
 	TestIdle       = "idle"       // RSS holding idle connections
+	TestWAN        = "wan"        // throughput through delay lines
+	TestStall      = "stall"      // fast streams beside stalled readers, and the resets
 )
 
-// AllTests are the phases of a full run.
-var AllTests = []string{TestThroughput, TestRate, TestLatency, TestIdle}
+// AllTests are the phases ferry-bench knows, in the order they run.
+var AllTests = []string{TestThroughput, TestRate, TestLatency, TestIdle, TestWAN, TestStall}
 
-// DefaultSettings is the full `make bench` run (about five minutes).
+// LoopbackTests are the phases of a run on loopback alone, ferry-bench's
+// default; `make bench` adds the wan and stall tests.
+var LoopbackTests = []string{TestThroughput, TestRate, TestLatency, TestIdle}
+
+// DefaultSettings are ferry-bench's defaults: the loopback phases (about
+// five minutes), with the wan and stall tests set up as `make bench` runs
+// them once they are added to Tests.
 func DefaultSettings() Settings {
+	wan, _ := ParseProfiles("50ms,50ms@1gbit,150ms,150ms@1gbit")
+	stallOn, _ := ParseProfiles("loopback,50ms")
 	return Settings{
+		WAN:            wan,
+		WANConns:       []int{1, 8},
+		WANDuration:    10 * time.Second,
+		WANReps:        1,
+		FerryMaxWindow: 32 << 20,
+		StallDown:      []int{32, 128},
+		StallUp:        []int{32},
+		StallLines:     stallOn,
+		StallWait:      5 * time.Second,
+
 		Duration:  2 * time.Second,
 		Reps:      3,
 		Conns:     []int{1, 8, 64},
@@ -60,7 +102,7 @@ func DefaultSettings() Settings {
 		FerryHA:   1,
 		Paths:     slices.Clone(AllPaths),
 		Settle:    time.Second,
-		Tests:     slices.Clone(AllTests),
+		Tests:     slices.Clone(LoopbackTests),
 		Log:       io.Discard,
 	}
 }
@@ -80,6 +122,17 @@ func (s Settings) Validate() error {
 		return errors.New("idle connection counts must be ascending")
 	case s.FerryHA < 1:
 		return errors.New("ferry ha_connections must be at least 1")
+	case slices.Contains(s.Tests, TestWAN) && (len(s.WANConns) == 0 || s.WANReps < 1 || s.WANDuration < 50*time.Millisecond):
+		return errors.New("the wan test needs connection counts, at least one rep and a duration of at least 50ms")
+	case s.FerryMaxWindow < 1:
+		return errors.New("ferry max window must be positive")
+	case slices.Contains(s.Tests, TestStall) && len(s.StallLines) == 0:
+		return errors.New("the stall test needs at least one line (loopback or a profile)")
+	case slices.Contains(s.Tests, TestStall) && s.StallWait < 100*time.Millisecond:
+		return errors.New("the stall wait must be at least 100ms")
+	}
+	if slices.Contains(s.Tests, TestStall) && !slices.Contains(s.Paths, PathFerry) {
+		return errors.New("the stall test measures the ferry path: add it to the paths")
 	}
 	for _, p := range s.Paths {
 		if !slices.Contains(AllPaths, p) {
@@ -104,13 +157,22 @@ type Results struct {
 	Seconds  float64   `json:"seconds"`
 	Machine  Machine   `json:"machine"`
 	Settings struct {
-		DurationSeconds float64 `json:"duration_seconds"`
-		Reps            int     `json:"reps"`
-		Conns           []int   `json:"conns"`
-		Workers         int     `json:"workers"`
-		Bulk            int     `json:"bulk"`
-		IdleConns       []int   `json:"idle_conns"`
-		FerryHA         int     `json:"ferry_ha_connections"`
+		DurationSeconds float64  `json:"duration_seconds"`
+		Reps            int      `json:"reps"`
+		Conns           []int    `json:"conns"`
+		Workers         int      `json:"workers"`
+		Bulk            int      `json:"bulk"`
+		IdleConns       []int    `json:"idle_conns"`
+		FerryHA         int      `json:"ferry_ha_connections"`
+		WAN             []string `json:"wan,omitempty"`
+		WANConns        []int    `json:"wan_conns,omitempty"`
+		WANSeconds      float64  `json:"wan_duration_seconds,omitempty"`
+		WANReps         int      `json:"wan_reps,omitempty"`
+		FerryMaxWindow  int64    `json:"ferry_max_window_bytes"`
+		StallDown       []int    `json:"stall_down,omitempty"`
+		StallUp         []int    `json:"stall_up,omitempty"`
+		StallLines      []string `json:"stall_lines,omitempty"`
+		StallWait       float64  `json:"stall_wait_seconds,omitempty"`
 	} `json:"settings"`
 	Paths []string `json:"paths"`
 	// Figures maps path → figure key → value (units in the key or the
@@ -125,6 +187,12 @@ type Results struct {
 	Errors  map[string]string `json:"errors,omitempty"`
 	Corrupt bool              `json:"corrupt"`
 	Notes   []string          `json:"notes,omitempty"`
+	// WAN are the wan test's profiles and their physical limits; its
+	// figures are in Figures, keyed wan_PROFILE_tput_DIR_CONNS.
+	WAN []WANProfile `json:"wan,omitempty"`
+	// Stall is the stall test, one entry per line and stalled set; its
+	// judged figures are also in Figures["ferry"], keyed stall_….
+	Stall []StallResult `json:"stall,omitempty"`
 }
 
 // Sample is one timed measurement.
@@ -212,6 +280,13 @@ func Run(ctx context.Context, s Settings) (*Results, error) {
 	rs := &r.res.Settings
 	rs.DurationSeconds, rs.Reps, rs.Conns, rs.Workers, rs.Bulk, rs.IdleConns, rs.FerryHA =
 		s.Duration.Seconds(), s.Reps, s.Conns, s.Workers, s.Bulk, s.IdleConns, s.FerryHA
+	rs.FerryMaxWindow = s.FerryMaxWindow
+	if slices.Contains(s.Tests, TestWAN) {
+		rs.WAN, rs.WANConns, rs.WANSeconds, rs.WANReps = profileNames(s.WAN), s.WANConns, s.WANDuration.Seconds(), s.WANReps
+	}
+	if slices.Contains(s.Tests, TestStall) {
+		rs.StallDown, rs.StallUp, rs.StallLines, rs.StallWait = s.StallDown, s.StallUp, profileNames(s.StallLines), s.StallWait.Seconds()
+	}
 	for _, p := range s.Paths {
 		r.res.Figures[p] = map[string]float64{}
 		r.res.Spread[p] = map[string]float64{}
@@ -242,11 +317,11 @@ func Run(ctx context.Context, s Settings) (*Results, error) {
 		var p Path
 		switch name {
 		case PathDirect:
-			p = &directPath{sink: sinkAddr}
+			p = &directPath{sink: sinkAddr, self: s.Self, dir: s.Dir}
 		case PathTCPFwd, PathTLSFwd:
 			p = &fwdPath{name: name, self: s.Self, dir: s.Dir, sink: sinkAddr, tls: name == PathTLSFwd}
 		case PathFerry:
-			p = &ferryPath{agentBin: s.AgentBin, gatewayBin: s.GatewayBin, dir: s.Dir, sink: sinkAddr, ha: s.FerryHA, maxStreams: maxStreams}
+			p = &ferryPath{agentBin: s.AgentBin, gatewayBin: s.GatewayBin, self: s.Self, dir: s.Dir, sink: sinkAddr, ha: s.FerryHA, maxStreams: maxStreams}
 		}
 		r.paths = append(r.paths, p)
 	}
@@ -258,9 +333,10 @@ func Run(ctx context.Context, s Settings) (*Results, error) {
 		}
 	}()
 
+	loopback := slices.ContainsFunc(s.Tests, func(t string) bool { return slices.Contains(LoopbackTests, t) })
 	if slices.Contains(s.Tests, TestThroughput) {
 		r.throughputPhase(ctx)
-	} else {
+	} else if loopback {
 		r.startFresh(ctx)
 	}
 	if slices.Contains(s.Tests, TestRate) {
@@ -271,6 +347,12 @@ func Run(ctx context.Context, s Settings) (*Results, error) {
 	}
 	if slices.Contains(s.Tests, TestIdle) {
 		r.idlePhase(ctx)
+	}
+	if slices.Contains(s.Tests, TestWAN) {
+		r.wanPhase(ctx)
+	}
+	if slices.Contains(s.Tests, TestStall) {
+		r.stallPhase(ctx, sinkAddrs[slices.Index(s.Paths, PathFerry)])
 	}
 	if sink.Exited() {
 		r.res.Errors["sink"] = "the sink process died; its log:\n" + sink.Tail(20)
@@ -383,36 +465,81 @@ func (r *runner) throughput(p Path, conns int, up bool, rep int) {
 	if up {
 		dir, test = "up", fmt.Sprintf("tput_up_%d", conns)
 	}
+	x, err := r.transfer(p, conns, up, r.s.Duration, time.Now().Add(r.s.Duration+transferSlack))
+	if err != nil {
+		r.pathErr(p.Name(), fmt.Errorf("%s: %w", test, err))
+		return
+	}
+	r.add(p.Name(), test, x.mbps)
+	r.cpu[p.Name()] += x.cpu
+	r.moved[p.Name()] += x.bytes
+	r.res.Runs = append(r.res.Runs, Sample{Path: p.Name(), Test: test, Rep: rep, Conns: conns, Bytes: x.bytes, Seconds: x.secs, CPUSeconds: x.cpu, Value: x.mbps})
+	cpuNote := ""
+	if len(p.Procs()) > 0 && x.bytes > 0 {
+		cpuNote = fmt.Sprintf(", path CPU %.2f s/GB", x.cpu/(float64(x.bytes)/1e9))
+	}
+	r.logf("[%s] throughput %s %d conn rep %d: %.1f MB/s%s", p.Name(), dir, conns, rep+1, x.mbps, cpuNote)
+}
+
+// errConnect marks a transfer that failed before it started: a connection
+// through the path, or the sink's answer to its request, did not come.
+var errConnect = errors.New("connect")
+
+// transferSlack is how much longer than its length a throughput
+// measurement may take (to connect, and to drain what is in flight) before
+// the path fails: a bound, so that a path that deadlocks cannot hang the
+// bench.
+const transferSlack = 2 * time.Minute
+
+// xfer is one timed bulk transfer.
+type xfer struct {
+	bytes int64   // pattern bytes moved and verified
+	secs  float64 // from the start until the last connection's end was confirmed
+	cpu   float64 // CPU seconds of the path's processes meanwhile
+	mbps  float64
+}
+
+// transfer prepares conns uploads or downloads through p (each proven by
+// the sink's answer), then runs them for dur, every byte checked. With a
+// deadline (non-zero), preparing and running end by it: past it the error
+// wraps os.ErrDeadlineExceeded and the bytes verified so far are in the
+// result.
+func (r *runner) transfer(p Path, conns int, up bool, dur time.Duration, deadline time.Time) (xfer, error) {
 	var (
 		ups   []*Upload
 		downs []*Download
+		cerr  error
 	)
 	for range conns {
 		off := rand.Int64()
+		prepBy := time.Now().Add(dialTimeout)
+		if !deadline.IsZero() && deadline.Before(prepBy) {
+			prepBy = deadline
+		}
 		if up {
-			u, err := PrepareUpload(p.Addr(), off)
+			u, err := prepareUpload(p.Addr(), off, prepBy)
 			if err != nil {
-				r.pathErr(p.Name(), fmt.Errorf("%s: connect: %w", test, err))
+				cerr = err
 				break
 			}
 			ups = append(ups, u)
 		} else {
-			d, err := PrepareDownload(p.Addr(), off, r.s.Duration)
+			d, err := prepareDownload(p.Addr(), off, dur, prepBy)
 			if err != nil {
-				r.pathErr(p.Name(), fmt.Errorf("%s: connect: %w", test, err))
+				cerr = err
 				break
 			}
 			downs = append(downs, d)
 		}
 	}
-	if len(ups)+len(downs) < conns {
+	if cerr != nil {
 		for _, u := range ups {
 			u.Close()
 		}
 		for _, d := range downs {
 			d.Close()
 		}
-		return
+		return xfer{}, fmt.Errorf("%w: %w", errConnect, cerr)
 	}
 	var (
 		wg    sync.WaitGroup
@@ -431,34 +558,34 @@ func (r *runner) throughput(p Path, conns int, up bool, rep int) {
 	}
 	cpu0 := cpuOf(p)
 	start := time.Now()
-	until := start.Add(r.s.Duration)
+	until := start.Add(dur)
+	runBy := deadline
+	if runBy.IsZero() {
+		runBy = start.Add(10 * time.Minute)
+	}
 	wg.Add(conns)
 	for _, u := range ups {
-		go func() { done(u.Run(r.pat, until)) }()
+		go func() {
+			n, err := u.RunBy(r.pat, until, deadline)
+			if err != nil {
+				n = 0 // written, but the sink never confirmed them
+			}
+			done(n, err)
+		}()
 	}
 	for _, d := range downs {
 		go func() {
 			buf := make([]byte, chunk+trailerLen)
-			done(d.Run(r.pat, buf))
+			done(d.RunBy(r.pat, buf, runBy))
 		}()
 	}
 	wg.Wait()
-	secs := time.Since(start).Seconds()
-	cpu := (cpuOf(p) - cpu0).Seconds()
+	x := xfer{bytes: total, secs: time.Since(start).Seconds(), cpu: (cpuOf(p) - cpu0).Seconds()}
+	x.mbps = float64(total) / 1e6 / x.secs
 	if len(errs) > 0 {
-		r.pathErr(p.Name(), fmt.Errorf("%s: %d of %d connections failed, first: %w", test, len(errs), conns, errs[0]))
-		return
+		return x, fmt.Errorf("%d of %d connections failed, first: %w", len(errs), conns, errs[0])
 	}
-	mbps := float64(total) / 1e6 / secs
-	r.add(p.Name(), test, mbps)
-	r.cpu[p.Name()] += cpu
-	r.moved[p.Name()] += total
-	r.res.Runs = append(r.res.Runs, Sample{Path: p.Name(), Test: test, Rep: rep, Conns: conns, Bytes: total, Seconds: secs, CPUSeconds: cpu, Value: mbps})
-	cpuNote := ""
-	if len(p.Procs()) > 0 && total > 0 {
-		cpuNote = fmt.Sprintf(", path CPU %.2f s/GB", cpu/(float64(total)/1e9))
-	}
-	r.logf("[%s] throughput %s %d conn rep %d: %.1f MB/s%s", p.Name(), dir, conns, rep+1, mbps, cpuNote)
+	return x, nil
 }
 
 // ratePhase: new connections (open, 1-byte echo, close), one at a time

@@ -2,8 +2,10 @@
 // runs on (`make bench`): on loopback, the same sink is reached directly,
 // through a reference TCP forwarder pair, through a reference TLS forwarder
 // pair and through ferry-gateway and ferry-agent, and one table compares
-// throughput, connection rate, latency under load, memory and CPU. See
-// docs/performance.md.
+// throughput, connection rate, latency under load, memory and CPU. The wan
+// test (-tests wan, -wan) measures throughput through a delay line of its
+// own; the stall test (-tests stall) a fast stream beside stalled readers
+// in Ferry's one tunnel. See docs/performance.md.
 //
 // It exits 0 when every path was measured and every byte arrived intact
 // (whether Ferry meets its targets is printed, not judged), 1 when a path
@@ -18,6 +20,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +38,8 @@ func main() {
 			os.Exit(runSink(os.Args[2:]))
 		case bench.FwdCommand:
 			os.Exit(runForwarder(os.Args[2:]))
+		case bench.DelayCommand:
+			os.Exit(runDelay(os.Args[2:]))
 		}
 	}
 	os.Exit(run(os.Args[1:]))
@@ -54,7 +59,16 @@ func run(args []string) int {
 	conns := fs.String("conns", joinInts(s.Conns), "connection counts of the throughput tests")
 	idle := fs.String("idle-conns", joinInts(s.IdleConns), "idle connection counts held for the memory figures (\"\" to skip)")
 	paths := fs.String("paths", strings.Join(s.Paths, ","), "paths to measure")
-	tests := fs.String("tests", strings.Join(s.Tests, ","), "phases to run (a subset for quick comparisons while tuning)")
+	tests := fs.String("tests", strings.Join(s.Tests, ","), "phases to run, of "+strings.Join(bench.AllTests, ",")+" (make bench runs them all; a subset for quick comparisons while tuning)")
+	wan := fs.String("wan", bench.ProfileNames(s.WAN), "delay-line profiles of the wan test: RTT[@RATE], e.g. 50ms or 150ms@1gbit (\"\" for none)")
+	wanConns := fs.String("wan-conns", joinInts(s.WANConns), "connection counts of the wan test")
+	fs.DurationVar(&s.WANDuration, "wan-duration", s.WANDuration, "length of each timed measurement over a delay line (wan test; stall test over a line)")
+	fs.IntVar(&s.WANReps, "wan-reps", s.WANReps, "repetitions of each wan measurement")
+	maxWindow := fs.String("ferry-max-window", "32MiB", "Ferry's largest stream window, for the window/RTT bound printed beside the WAN figures")
+	stallDown := fs.String("stall", joinInts(s.StallDown), "stall test: counts of stalled downloads (clients that never read) beside the fast streams")
+	stallUp := fs.String("stall-up", joinInts(s.StallUp), "stall test: counts of stalled uploads (targets that never read)")
+	stallLines := fs.String("stall-lines", bench.ProfileNames(s.StallLines), "stall test: where to run it, loopback and/or delay-line profiles")
+	fs.DurationVar(&s.StallWait, "stall-wait", s.StallWait, "stall test: bound on each wait (fill, a fast transfer beyond its length, the streams freed, the echo after)")
 	jsonOut := fs.String("json", "", "also write every figure to this JSON file")
 	dir := fs.String("dir", "", "work directory for configs and logs (default: a temporary one, removed unless the run fails)")
 	quiet := fs.Bool("quiet", false, "no progress lines, only the table")
@@ -69,6 +83,30 @@ func run(args []string) int {
 	}
 	if s.IdleConns, err = parseInts(*idle); err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-bench: -idle-conns:", err)
+		return 2
+	}
+	if s.WANConns, err = parseInts(*wanConns); err != nil {
+		fmt.Fprintln(os.Stderr, "ferry-bench: -wan-conns:", err)
+		return 2
+	}
+	if s.StallDown, err = parseInts(*stallDown); err != nil {
+		fmt.Fprintln(os.Stderr, "ferry-bench: -stall:", err)
+		return 2
+	}
+	if s.StallUp, err = parseInts(*stallUp); err != nil {
+		fmt.Fprintln(os.Stderr, "ferry-bench: -stall-up:", err)
+		return 2
+	}
+	if s.WAN, err = bench.ParseProfiles(*wan); err != nil {
+		fmt.Fprintln(os.Stderr, "ferry-bench: -wan:", err)
+		return 2
+	}
+	if s.StallLines, err = bench.ParseProfiles(*stallLines); err != nil {
+		fmt.Fprintln(os.Stderr, "ferry-bench: -stall-lines:", err)
+		return 2
+	}
+	if s.FerryMaxWindow, err = parseSize(*maxWindow); err != nil {
+		fmt.Fprintln(os.Stderr, "ferry-bench: -ferry-max-window:", err)
 		return 2
 	}
 	s.Paths = strings.Split(*paths, ",")
@@ -137,7 +175,8 @@ func run(args []string) int {
 // one two splice pipes (two descriptors each) on top while it waits.
 func raiseFileLimit(s bench.Settings) error {
 	want := uint64(4096)
-	if n := len(s.IdleConns); n > 0 {
+	idle := slices.Contains(s.Tests, bench.TestIdle)
+	if n := len(s.IdleConns); n > 0 && idle {
 		want = max(want, uint64(8*s.IdleConns[n-1]+4096))
 	}
 	var lim syscall.Rlimit
@@ -155,7 +194,7 @@ func raiseFileLimit(s bench.Settings) error {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return err
 	}
-	if lim.Cur < want && len(s.IdleConns) > 0 {
+	if lim.Cur < want && len(s.IdleConns) > 0 && idle {
 		return fmt.Errorf("open-file limit is %d and cannot be raised here: the forwarders need 2 (TLS) to 6 (plain TCP, splice pipes) descriptors per idle connection and may not reach %d; the table says how many each reached", lim.Cur, s.IdleConns[len(s.IdleConns)-1])
 	}
 	return nil
@@ -184,6 +223,26 @@ func parseInts(s string) ([]int, error) {
 	return out, nil
 }
 
+// parseSize reads a byte count: a number, optionally with KiB, MiB or GiB.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(num), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%q is not a positive size such as 32MiB", s)
+	}
+	return n * mult, nil
+}
+
 // runSink is the hidden sink subcommand.
 func runSink(args []string) int {
 	fs := flag.NewFlagSet("sink", flag.ContinueOnError)
@@ -194,7 +253,8 @@ func runSink(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	pat := bench.NewPattern()
+	sink := bench.NewSink(bench.NewPattern())
+	defer sink.Close()
 	var (
 		addrs []string
 		wg    sync.WaitGroup
@@ -207,7 +267,7 @@ func runSink(args []string) int {
 		}
 		context.AfterFunc(ctx, func() { ln.Close() })
 		addrs = append(addrs, ln.Addr().String())
-		wg.Go(func() { bench.ServeSink(ln, pat) })
+		wg.Go(func() { sink.Serve(ln) })
 	}
 	fmt.Printf("sink listening addr=%s\n", strings.Join(addrs, ","))
 	wg.Wait()
@@ -231,6 +291,27 @@ func runForwarder(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := bench.RunForwarder(ctx, c, os.Stdout); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// runDelay is the hidden delay-line subcommand.
+func runDelay(args []string) int {
+	var c bench.LineConfig
+	fs := flag.NewFlagSet("delay", flag.ContinueOnError)
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:0", "address")
+	fs.StringVar(&c.To, "to", "", "relay to")
+	fs.DurationVar(&c.RTT, "rtt", 0, "round trip added (each direction waits half)")
+	fs.Int64Var(&c.Rate, "rate", 0, "cap in bytes per second per direction of each connection (0: none)")
+	fs.IntVar(&c.Queue, "queue", 0, "bytes held per direction of each connection (0: the bandwidth-delay product plus 4 MiB, or 64 MiB without a cap)")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := bench.RunDelayLine(ctx, c, os.Stdout); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
