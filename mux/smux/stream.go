@@ -212,7 +212,7 @@ func newStream(id uint32, frameSize int, sess *Session) *stream {
 	s.window = uint32(sess.config.MaxStreamBuffer)
 	s.recvLimit = initialPeerWindow // what the peer assumes before our first update
 	if sess.perStream() {
-		s.windowUpdateThreshold = s.window / 4
+		s.windowUpdateThreshold = s.window / 2
 		s.epochStart = sess.now()
 	}
 	// pre-allocate ring buffer to reduce allocations during data transfer

@@ -135,7 +135,14 @@ func (s *stream) setWindow(w uint32) {
 		s.sess.windowGrown.Add(-int64(s.window - w))
 	}
 	s.window = w
-	s.windowUpdateThreshold = w / 4
+	// A grown window serves a long link, where the sender must not run
+	// short of credit between updates: one every quarter window. At its
+	// first size, as upstream, every half (fewer updates, less CPU, on the
+	// short paths where many streams stay at it).
+	s.windowUpdateThreshold = w / 2
+	if w > uint32(cfg.MaxStreamBuffer) {
+		s.windowUpdateThreshold = w / 4
+	}
 }
 
 // SetDrained gives the window tuning a test of the stream's reader (see
