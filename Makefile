@@ -23,7 +23,7 @@ test: lint unit e2e ## what CI runs
 
 unit: ## unit tests with the race detector, and each micro-benchmark run once; the smux fork's tests (its own module)
 	$(GO) test -race -count=1 -bench . -benchtime 1x -timeout 10m $$($(GO) list ./... | grep -v /test$$)
-	cd mux/smux && $(GO) test -count=1 -timeout 5m . && $(GO) test -race -count=1 -timeout 5m -run 'Window|Stalled|Push|Overrun' .
+	cd mux/smux && $(GO) test -count=1 -timeout 5m . && $(GO) test -race -count=1 -timeout 5m -run 'Window|Stalled|Push|Overrun|Shrink|Largest' .
 
 e2e: ## end-to-end tests: real binaries, sockets, TLS, PostgreSQL and Redis
 	$(GO) test -count=1 -timeout 12m ./test/

@@ -70,7 +70,7 @@ type AgentGateway struct {
 	HandshakeTimeout time.Duration `toml:"handshake_timeout"`
 	// MaxStreamWindowMB is how far, in MiB, the receive window of one
 	// connection's uploads (gateway to target) may grow on a long link;
-	// 1-1024, default 32. See [validWindows].
+	// 1-1024, default 32 (docs/protocol.md §2.1).
 	MaxStreamWindowMB int `toml:"max_stream_window_mb"`
 	// WindowBudgetMB bounds, in MiB, the growth of all of one tunnel's
 	// receive windows together; 0-1024, default 64.

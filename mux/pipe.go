@@ -215,7 +215,10 @@ func writeWatched(st *Stream, b []byte, conn net.Conn, rc syscall.RawConn, reset
 		}
 	}()
 	_, err := st.Write(b)
-	conn.SetReadDeadline(time.Unix(1, 0)) // stops the watch
+	// A deadline stops the watch, and clearing it leaves conn without one:
+	// nothing else sets a read deadline on a piped connection (an idle
+	// limit built on one would have to be restored here).
+	conn.SetReadDeadline(time.Unix(1, 0))
 	<-watched
 	conn.SetReadDeadline(time.Time{})
 	return err

@@ -28,7 +28,8 @@ func sockInfo(t *testing.T, c net.Conn) (unread int, state uint8) {
 }
 
 // TestWaitResetSeesReset: a peer that resets a connection whose data we
-// have not read is seen without a read, at once or while waiting.
+// have not read is seen without a read, whether the reset came before the
+// wait began or (usually) while it waits.
 func TestWaitResetSeesReset(t *testing.T) {
 	for _, before := range []bool{false, true} {
 		ours, peer := tcpPair(t)
@@ -83,10 +84,11 @@ func TestSendQueueDrains(t *testing.T) {
 		t.Fatal("an idle socket does not drain")
 	}
 	// The peer stops reading: fill its window and more.
-	ours.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) // a write blocks only once the buffer is full
 	for {
+		// A write blocks only once the send buffer is full.
+		ours.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
 		if _, err := ours.Write(make([]byte, 64<<10)); err != nil {
-			break // the send buffer is full
+			break
 		}
 	}
 	if sendQueueDrains(rc) {

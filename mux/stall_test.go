@@ -141,9 +141,10 @@ func (h *stallHarness) serveAgent() {
 }
 
 // dial opens one proxied connection and sends cmd; a stalled download's
-// client has small socket buffers, so that its stop is felt at once.
-func (h *stallHarness) dial(cmd byte) *net.TCPConn {
-	h.t.Helper()
+// client has small socket buffers, so that its stop is felt at once. It
+// may run on any goroutine: it reports failures, rather than calling
+// t.Fatal.
+func (h *stallHarness) dial(cmd byte) (*net.TCPConn, error) {
 	a, b := tcpPair(h.t)
 	cli, gwSide := b.(*net.TCPConn), a.(*net.TCPConn)
 	if cmd == 'W' {
@@ -152,14 +153,24 @@ func (h *stallHarness) dial(cmd byte) *net.TCPConn {
 	}
 	st, err := h.gw.Open(context.Background(), OpenRequest{Target: "target:1"}, nil)
 	if err != nil {
-		h.t.Fatal(err)
+		return nil, err
 	}
 	h.wg.Add(1)
 	Start(context.Background(), gwSide, st, func(PipeResult) { h.wg.Done() })
 	if _, err := cli.Write([]byte{cmd}); err != nil {
+		return nil, err
+	}
+	return cli, nil
+}
+
+// mustDial is dial on the test's goroutine.
+func (h *stallHarness) mustDial(cmd byte) *net.TCPConn {
+	h.t.Helper()
+	c, err := h.dial(cmd)
+	if err != nil {
 		h.t.Fatal(err)
 	}
-	return cli
+	return c
 }
 
 // TestStalledReadersDoNotHoldUpTheTunnel: clients that stop reading and
@@ -182,7 +193,7 @@ func testStalledReaders(t *testing.T, transport string) {
 	start := func(cmd byte) ([]*net.TCPConn, []*net.TCPConn) {
 		var clients, targets []*net.TCPConn
 		for range stalled {
-			clients = append(clients, h.dial(cmd))
+			clients = append(clients, h.mustDial(cmd))
 			targets = append(targets, <-h.accepted)
 		}
 		return clients, targets
@@ -204,7 +215,11 @@ func testStalledReaders(t *testing.T, transport string) {
 	fast.Add(2)
 	go func() {
 		defer fast.Done()
-		c := h.dial('D')
+		c, err := h.dial('D')
+		if err != nil {
+			fastErr <- err
+			return
+		}
 		defer c.Close()
 		<-h.accepted
 		got, err := io.ReadAll(c)
@@ -214,7 +229,11 @@ func testStalledReaders(t *testing.T, transport string) {
 	}()
 	go func() {
 		defer fast.Done()
-		c := h.dial('U')
+		c, err := h.dial('U')
+		if err != nil {
+			fastErr <- err
+			return
+		}
 		defer c.Close()
 		<-h.accepted
 		c.Write(pattern(h.total))
@@ -280,7 +299,7 @@ func testStalledReaders(t *testing.T, transport string) {
 	waitStreams(0)
 
 	// The same tunnel carries a new connection.
-	c := h.dial('D')
+	c := h.mustDial('D')
 	<-h.accepted
 	if got, err := io.ReadAll(c); err != nil || !bytes.Equal(got, pattern(h.total)) {
 		t.Fatalf("a new connection after the resets: %d bytes, %v", len(got), err)

@@ -74,12 +74,16 @@ func (s *stream) nextWindow(consumed uint32) uint32 {
 	if !s.sess.perStream() {
 		return uint32(cfg.MaxStreamBuffer)
 	}
+	before := s.window
 	if cfg.MaxStreamWindow > cfg.MaxStreamBuffer && !s.windowReleased {
 		s.tune(consumed)
 	}
 	// The peer may still use the credit of an earlier, larger update that
-	// was in flight when this one left, so the limit never goes down.
-	if limit := consumed + s.window; int32(limit-s.recvLimit) > 0 {
+	// was in flight when this one left, so the limit never goes down. And
+	// a sender stores an update's consumed count before its window, so a
+	// sender that reads the pair between the two stores computes
+	// consumed + the previous window: a shrink binds one update later.
+	if limit := consumed + max(s.window, before); int32(limit-s.recvLimit) > 0 {
 		s.recvLimit = limit
 	}
 	return s.window
@@ -102,22 +106,22 @@ func (s *stream) tune(consumed uint32) {
 	perWindow := elapsed * float64(w) / float64(read) // time to consume one window
 	switch {
 	case s.drained != nil && !s.drained():
-		s.setWindow(w / 2)
+		s.setWindow(uint64(w / 2))
 	case perWindow < fastRTTs*rtt:
-		s.setWindow(4 * w)
+		s.setWindow(4 * uint64(w))
 	case perWindow < growRTTs*rtt:
-		s.setWindow(2 * w)
+		s.setWindow(2 * uint64(w))
 	case perWindow > shrinkRTTs*rtt:
-		s.setWindow(w / 2)
+		s.setWindow(uint64(w / 2))
 	}
 }
 
 // setWindow moves the window towards w, within MaxStreamBuffer,
 // MaxStreamWindow and what the budget has left. Called with bufferLock
 // held.
-func (s *stream) setWindow(w uint32) {
+func (s *stream) setWindow(want uint64) {
 	cfg := s.sess.config
-	w = max(min(w, uint32(cfg.MaxStreamWindow)), uint32(cfg.MaxStreamBuffer))
+	w := uint32(max(min(want, uint64(cfg.MaxStreamWindow)), uint64(cfg.MaxStreamBuffer)))
 	if w > s.window {
 		want := int64(w - s.window)
 		for {

@@ -392,3 +392,53 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 	t.Cleanup(func() { c.Close(); s.Close() })
 	return c, s
 }
+
+// TestShrinkBindsOneUpdateLater: a sender stores an update's consumed
+// count before its window, and may compute its credit from the new count
+// and the previous window. After a shrink the receiver still accepts
+// that much, so an honest sender is never cut off.
+func TestShrinkBindsOneUpdateLater(t *testing.T) {
+	s, clk := tuningSession(t, tuningConfig(64<<20))
+	s.SetRTT(50 * time.Millisecond)
+	st := addStream(s, 3)
+	drained := true
+	st.SetDrained(func() bool { return drained })
+	w := epoch(st, clk, testBase, 0, 60*time.Millisecond)
+	if w != 1<<20 {
+		t.Fatalf("window %d, want 1 MiB", w)
+	}
+	drained = false
+	w = epoch(st, clk, w, 0, 60*time.Millisecond)
+	if w != 512<<10 {
+		t.Fatalf("window %d after a shrink, want 512 KiB", w)
+	}
+	if got, want := st.recvLimit, st.numRead+1<<20; got != want {
+		t.Fatalf("receive limit %d after the shrink, want consumed + the previous window %d", got, want)
+	}
+	// The torn credit arrives in full and is kept.
+	buf := make([]byte, 1<<20)
+	if !st.pushBytes(&buf) {
+		t.Fatal("bytes within consumed + the previous window were refused")
+	}
+}
+
+// TestLargestWindowDoesNotWrap: at the largest window allowed, growth
+// stops there; it does not wrap to nothing.
+func TestLargestWindowDoesNotWrap(t *testing.T) {
+	cfg := tuningConfig(maxWindow)
+	cfg.MaxStreamWindow = maxWindow
+	s, clk := tuningSession(t, cfg)
+	s.SetRTT(50 * time.Millisecond)
+	st := addStream(s, 3)
+	w := uint32(testBase)
+	for range 12 {
+		next := epoch(st, clk, w, 0, 60*time.Millisecond)
+		if next < w {
+			t.Fatalf("window went from %d down to %d while it limited the stream", w, next)
+		}
+		w = next
+	}
+	if w != maxWindow {
+		t.Fatalf("window %d, want the largest, %d", w, maxWindow)
+	}
+}
