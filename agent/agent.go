@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ferry-tunnel/ferry/access"
 	"github.com/ferry-tunnel/ferry/config"
 	"github.com/ferry-tunnel/ferry/metrics"
@@ -33,7 +35,7 @@ type Options struct {
 	Getenv func(string) string
 	// Registry receives the agent's metrics; nil means a new registry with
 	// the Go and process collectors.
-	Registry *metrics.Registry
+	Registry *prometheus.Registry
 	// OnReady, if set, is called once by Run when the agent serves: the
 	// metrics endpoint listens and the tunnels are being dialled (systemd's
 	// READY=1, a Windows service's Running).
@@ -51,7 +53,7 @@ type Agent struct {
 	instance string
 	hostname string
 	started  time.Time
-	reg      *metrics.Registry
+	reg      *prometheus.Registry
 	m        *metrics.Agent
 	dialer   *tunnel.Dialer
 	settings mux.Settings

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ferry-tunnel/ferry/config"
 	"github.com/ferry-tunnel/ferry/gateway/admin"
 	"github.com/ferry-tunnel/ferry/metrics"
@@ -39,7 +41,7 @@ type Options struct {
 	// Getenv reads FERRY_ADMIN_TOKEN; nil means os.Getenv.
 	Getenv func(string) string
 	// Registry receives the gateway's metrics; nil means a new registry.
-	Registry *metrics.Registry
+	Registry *prometheus.Registry
 }
 
 // Gateway is a ferry-gateway node. Create it with New, then Run it; Dial and
@@ -51,7 +53,7 @@ type Gateway struct {
 	node       string
 	store      store.Store
 	reg        *registry
-	prom       *metrics.Registry
+	prom       *prometheus.Registry
 	m          *metrics.Gateway
 	settings   mux.Settings
 	cert       tls.Certificate

@@ -8,12 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/ferry-tunnel/ferry/internal/testutil"
@@ -176,7 +176,7 @@ func TestOpenTimeoutResetsClient(t *testing.T) {
 	close(stalled.stall) // from here on the agent reads nothing: no reply, no acknowledgement
 	t.Cleanup(func() { close(stalled.quit); gs.Close(); as.Close() })
 
-	prom := metrics.NewRegistry()
+	prom := prometheus.NewRegistry()
 	life, kill := context.WithCancel(context.Background())
 	t.Cleanup(kill)
 	g := &Gateway{reg: newRegistry(), m: metrics.NewGateway(prom, "test"), log: slog.New(slog.DiscardHandler), life: life}
@@ -211,7 +211,7 @@ func TestOpenTimeoutResetsClient(t *testing.T) {
 	}
 	gs.Close() // ends the abort's wait
 	g.clients.Wait()
-	if n := streams(prom, "timeout"); n != 1 {
+	if n := counter(t, prom, "ferry_gateway_streams_total", "timeout"); n != 1 {
 		t.Fatalf("streams_total{result=timeout} = %v, want 1", n)
 	}
 }
@@ -235,12 +235,27 @@ func (c *stallConn) Read(p []byte) (int, error) {
 	}
 }
 
-// streams is the gateway's count of stream opens with the result, as
-// /metrics shows it.
-func streams(reg *metrics.Registry, result string) float64 {
-	var body strings.Builder
-	reg.WriteTo(&body)
-	return testutil.Metric(body.String(), "ferry_gateway_streams_total", map[string]string{"result": result})
+// counter is the value of the series of the named counter that has a
+// label equal to value.
+func counter(t *testing.T, prom *prometheus.Registry, name, value string) float64 {
+	t.Helper()
+	mfs, err := prom.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func TestOpenResultLabels(t *testing.T) {
