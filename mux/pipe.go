@@ -47,11 +47,12 @@ func Start(ctx context.Context, conn HalfCloser, st *Stream, done func(PipeResul
 	p := &pipe{conn: conn, st: st, done: done}
 	p.left.Store(2)
 	if sc, ok := conn.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			// The stream's window grows only while what it delivers to
-			// conn leaves conn too.
-			st.SetDrained(func() bool { return sendQueueDrains(rc) })
-		}
+		p.rc, _ = sc.SyscallConn()
+	}
+	if p.rc != nil {
+		// The stream's window grows only while what it delivers to conn
+		// leaves conn too.
+		st.SetDrained(func() bool { return sendQueueDrains(p.rc) })
 	}
 	st.setOnAbort(p.abort)
 	p.stop = context.AfterFunc(ctx, func() { p.abort(ctx.Err()) })
@@ -62,6 +63,7 @@ func Start(ctx context.Context, conn HalfCloser, st *Stream, done func(PipeResul
 // pipe is one proxied connection between Start and its done call.
 type pipe struct {
 	conn HalfCloser
+	rc   syscall.RawConn // conn's, where it has one
 	st   *Stream
 	done func(PipeResult)
 	stop func() bool // unregisters the ctx watch
@@ -87,7 +89,7 @@ func (p *pipe) abort(err error) {
 
 // up copies conn → stream.
 func (p *pipe) up() {
-	n, err := copyToStream(p.st, p.conn, p.abort)
+	n, err := copyToStream(p.st, p.conn, p.rc, p.abort)
 	p.toStream = n
 	if err == nil {
 		err = p.st.CloseWrite()
@@ -148,12 +150,9 @@ func (p *pipe) finish() {
 // back when conn is drained, so an idle connection holds none; each wait
 // for data then costs one read that finds nothing. A write that must wait
 // for the stream's window watches conn meanwhile, and calls reset when
-// conn's peer resets it (see writeWatched).
-func copyToStream(st *Stream, conn net.Conn, reset func(error)) (int64, error) {
-	var rc syscall.RawConn
-	if sc, ok := conn.(syscall.Conn); ok && (readsReady || resetsSeen) {
-		rc, _ = sc.SyscallConn()
-	}
+// conn's peer resets it (see writeWatched). rc is conn's raw connection,
+// nil where it has none.
+func copyToStream(st *Stream, conn net.Conn, rc syscall.RawConn, reset func(error)) (int64, error) {
 	var total int64
 	var buf *[]byte
 	defer func() {
